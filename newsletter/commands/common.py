@@ -1,0 +1,28 @@
+"""What every command module shares: settings, the database, consoles, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+
+from newsletter.config import Settings, load_settings
+from newsletter.db import Database, open_database
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+def database(cfg: Settings | None = None) -> Database:
+    cfg = cfg or settings()
+    return open_database(cfg.resolved_database_url)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (no Rich markup or wrapping)."""
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,133 @@
+"""Settings: defaults < `[tool.newsletter]` in the project's pyproject.toml < environment variables.
+
+Every setting `name` can be set by the environment variable `NEWSLETTER_<NAME>` (upper case);
+the SendGrid key and host also by their conventional names `SENDGRID_API_KEY` / `SENDGRID_HOST`.
+Secrets are `SecretStr`, so they never appear in reprs, logs or `settings show`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from newsletter.errors import ConfigError
+
+ENV_PREFIX = "NEWSLETTER_"
+ENV_ALIASES = {
+    "sendgrid_api_key": ("SENDGRID_API_KEY",),
+    "sendgrid_host": ("SENDGRID_HOST",),
+}
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The project directory: $NEWSLETTER_PROJECT_DIR, else the nearest ancestor of the working
+    directory whose pyproject.toml has a [tool.newsletter] table, else the working directory."""
+    explicit = os.environ.get("NEWSLETTER_PROJECT_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and "[tool.newsletter]" in pyproject.read_text("utf-8", "replace"):
+            return candidate
+    return here
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project_dir: Path = Field(default_factory=Path.cwd)
+
+    # Storage
+    database_url: str | None = None  # default: sqlite file newsletter.db in the project dir
+
+    # Organisation (used by templates and message headers)
+    organisation: str = "Newsletter"
+    postal_address: str = ""
+    website: str = "https://www.example.org"
+    from_email: str = "newsletter@example.org"
+    from_name: str = "Newsletter"
+    reply_to: str | None = None
+    public_base_url: str = "https://www.example.org/newsletter"  # unsubscribe / preferences links
+
+    # Delivery
+    transport: Literal["auto", "outbox", "sendgrid", "memory"] = "auto"
+    outbox_dir: Path = Path("outbox")
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sandbox_mode: bool = False
+    click_tracking: bool = False
+    open_tracking: bool = False
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_requests_per_second: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    max_retries: int = Field(default=6, ge=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    secret: SecretStr | None = None  # HMAC key for unsubscribe tokens (NEWSLETTER_SECRET)
+
+    # Scheduling
+    timezone: str = "Europe/London"
+    misfire_grace_minutes: int = Field(default=30, ge=0)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.project_dir / 'newsletter.db').as_posix()}"
+
+    @cached_property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir if self.outbox_dir.is_absolute() else self.project_dir / self.outbox_dir
+
+    def path(self, relative: str | Path) -> Path:
+        """A project-relative path made absolute (absolute paths pass through)."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.project_dir / p
+
+
+def _from_pyproject(project_dir: Path) -> dict[str, Any]:
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        data = tomllib.loads(pyproject.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from exc
+    section = data.get("tool", {}).get("newsletter", {})
+    return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def _from_environment() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        if name == "project_dir":
+            continue
+        for env_name in (ENV_PREFIX + name.upper(), *ENV_ALIASES.get(name, ())):
+            if os.environ.get(env_name):
+                values[name] = os.environ[env_name]
+                break
+    return values
+
+
+def load_settings(project_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Settings for a project directory; keyword overrides (e.g. from CLI options) win over all."""
+    root = (project_dir or find_project_dir()).resolve()
+    values: dict[str, Any] = {"project_dir": root}
+    values.update(_from_pyproject(root))
+    values.update(_from_environment())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid setting: {problems}",
+            hint="check [tool.newsletter] in pyproject.toml and NEWSLETTER_* environment variables",
+        ) from None

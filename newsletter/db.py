@@ -1,0 +1,164 @@
+"""Engines, sessions and schema migrations (Alembic) for SQLite and PostgreSQL.
+
+`open_database(url)` is the one entry point: it creates the engine, brings the schema up to date
+(first use creates it) and refuses a database whose schema is newer than this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.errors import DatabaseError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for plain postgresql:// URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def create_db_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # Let the driver leave transactions to us, so "BEGIN IMMEDIATE" can take the write
+            # lock up front (see `write_transaction`).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            mode = conn.info.pop("sqlite_begin", "BEGIN")
+            conn.exec_driver_sql(mode)
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the schema to the code's head revision; refuse a database that is ahead of it."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot open database {safe_url(str(engine.url))}: {exc.orig}",
+            hint="check NEWSLETTER_DATABASE_URL",
+        ) from None
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise DatabaseError(
+            f"database {safe_url(str(engine.url))} has schema revision {current}, "
+            "which is newer than this version of newsletter",
+            hint="upgrade the newsletter package, or point NEWSLETTER_DATABASE_URL elsewhere",
+        )
+    head = head_revision()
+    if current != head:
+        command.upgrade(alembic_config(engine), "head")
+    return head
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """Like `session`, but takes SQLite's write lock at BEGIN (no upgrade deadlocks).
+        On PostgreSQL it is the same as `session`; use row locks there."""
+        if self.engine.dialect.name != "sqlite":
+            with self.session() as session:
+                yield session
+            return
+        with self.engine.connect() as conn:
+            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    try:
+        engine = create_db_engine(url)
+        if migrate:
+            upgrade(engine)
+    except DatabaseError:
+        raise
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"cannot use database {safe_url(normalise_url(url))}: {exc.__class__.__name__}: "
+            f"{getattr(exc, 'orig', exc)}",
+            hint="check NEWSLETTER_DATABASE_URL and that the server is running",
+        ) from None
+    return Database(engine, sessionmaker(engine, expire_on_commit=False))

@@ -1,0 +1,249 @@
+"""SQLAlchemy 2 models. The schema is owned by Alembic migrations in newsletter/migrations/.
+
+Tables:
+  subscribers, audit_log, erasure_tombstones, meta         (subscribers issue)
+  send_runs, recipients, batches                            (delivery issue)
+  scheduled_sends                                           (scheduling issue; APScheduler keeps
+                                                             its own `apscheduler_jobs` table)
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes stored as UTC on every backend (SQLite has no zone support)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+class SubscriberStatus(enum.StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    ERASED = "erased"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # email as given (trimmed, domain lower-cased); email_key is fully lower-cased for uniqueness.
+    # Both are NULL once erased.
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    organisation: Mapped[str | None] = mapped_column(String(300))
+    region: Mapped[str | None] = mapped_column(String(40), index=True)
+    member_type: Mapped[str | None] = mapped_column(String(60), index=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE, index=True)
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    consent_at: Mapped[datetime | None]
+    consent_version: Mapped[str | None] = mapped_column(String(40))
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """Every status change (and erasure) of a subscriber: when, who or what, why. No personal data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # e.g. "import:members.csv", "cli", "webhook"
+    action: Mapped[str] = mapped_column(String(40))  # "status", "erase", "create", ...
+    old_status: Mapped[str | None] = mapped_column(String(20))
+    new_status: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ErasureTombstone(Base):
+    """Salted hash of an erased address, so suppression holds and re-import is refused."""
+
+    __tablename__ = "erasure_tombstones"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Meta(Base):
+    """Small key/value facts about this database (e.g. the tombstone salt)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- delivery
+
+
+class RunStatus(enum.StrEnum):
+    FROZEN = "frozen"  # audience and batches written, nothing sent yet
+    SENDING = "sending"
+    FINISHED = "finished"  # no pending batches left (some may be failed / uncertain)
+    CANCELLED = "cancelled"
+
+
+class BatchStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+class SendRun(Base):
+    """One send of one variant: (edition, segment) is unique."""
+
+    __tablename__ = "send_runs"
+    __table_args__ = (UniqueConstraint("edition", "segment"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    edition: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(100))
+    variant_sha256: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.FROZEN)
+    transport: Mapped[str | None] = mapped_column(String(40))
+    audience_count: Mapped[int] = mapped_column(Integer, default=0)
+    excluded: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # reason -> count
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Recipient(Base):
+    """The frozen audience: one row per member per edition (so one variant per member)."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (
+        UniqueConstraint("edition", "subscriber_id"),
+        Index("ix_recipients_run_batch", "run_id", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"))
+    edition: Mapped[str] = mapped_column(String(100))
+    subscriber_id: Mapped[int] = mapped_column(BigInteger)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(400))
+    substitutions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+
+
+class Batch(Base):
+    """Up to 1,000 recipients sent in one provider request. Claimed by one sender at a time."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq"),
+        Index("ix_batches_run_status", "run_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=BatchStatus.PENDING)
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]  # earliest retry time after 429 / 5xx
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+class ScheduleState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    STALE = "stale"
+    FAILED = "failed"
+
+
+class ScheduledSend(Base):
+    """An approved, frozen build of one edition:segment and when it goes out."""
+
+    __tablename__ = "scheduled_sends"
+    __table_args__ = (UniqueConstraint("edition", "segment"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    edition: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(100))
+    manifest_path: Mapped[str] = mapped_column(Text)
+    build_dir: Mapped[str] = mapped_column(Text)
+    send_at: Mapped[datetime]  # UTC instant
+    zone: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # hash of manifest + articles + template
+    variant_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default=ScheduleState.SCHEDULED)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
