@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from newsletter import __version__
-from newsletter.commands import database, delivery, editions, schedule, subscribers
+from newsletter.commands import articles, database, delivery, editions, schedule, subscribers
 from newsletter.errors import NewsletterError
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def root(
     _state["debug"] = debug
 
 
+articles.register(app)
 editions.register(app)
 subscribers.register(app)
 delivery.register(app)
