@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from typer.exceptions import TyperException
+
 from newsletter import __version__
 from newsletter.commands import articles, database, delivery, editions, schedule, subscribers
 from newsletter.errors import NewsletterError
@@ -73,12 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
+    except TyperException as exc:  # usage errors: unknown command, bad option value, ...
+        err_console.print(Text.assemble(("error: ", "bold red"), exc.format_message()))
+        return exc.exit_code
+    except Exception as exc:
         if debug:
             raise
         err_console.print(

@@ -148,6 +148,21 @@ class Database:
         self.engine.dispose()
 
 
+def upgrade_database(url: str) -> tuple[str | None, str]:
+    """Explicit `db upgrade`: (revision before, revision now)."""
+    engine = create_db_engine(url)
+    try:
+        before = current_revision(engine)
+        return before, upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"cannot use database {safe_url(normalise_url(url))}: {getattr(exc, 'orig', exc)}",
+            hint="check NEWSLETTER_DATABASE_URL and that the server is running",
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def open_database(url: str, *, migrate: bool = True) -> Database:
     try:
         engine = create_db_engine(url)

@@ -51,6 +51,8 @@ for _r in REGIONS:
         _LOOKUP[_key(_name)] = _r.slug
 # keep abbreviations such as "y&h" working after '&' folding
 _LOOKUP.setdefault(_key("y and h"), "yorkshire")
+# "Southeast", "NorthernIreland": the same names written without spaces
+_COMPACT: dict[str, str] = {k.replace(" ", ""): v for k, v in _LOOKUP.items()}
 
 
 def normalise_region(text: str | None) -> str | None:
@@ -60,7 +62,7 @@ def normalise_region(text: str | None) -> str | None:
     key = _key(text)
     if not key:
         return None
-    return _LOOKUP.get(key) or _LOOKUP.get(key.replace(" ", ""))
+    return _LOOKUP.get(key) or _COMPACT.get(key.replace(" ", ""))
 
 
 def region_name(slug: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from newsletter.commands.common import console, settings
-from newsletter.db import create_db_engine, current_revision, safe_url, upgrade
+from newsletter.db import safe_url, upgrade_database
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -14,12 +14,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def db_upgrade() -> None:
     """Create or upgrade the schema to this version's head revision."""
     cfg = settings()
-    engine = create_db_engine(cfg.resolved_database_url)
-    try:
-        before = current_revision(engine)
-        head = upgrade(engine)
-    finally:
-        engine.dispose()
+    before, head = upgrade_database(cfg.resolved_database_url)
     where = safe_url(cfg.resolved_database_url)
     if before == head:
         console.print(f"{where}: already at revision {head}", markup=False)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import find_project_dir, load_settings
+from newsletter.errors import ConfigError
+
+
+def _project(tmp_path: Path, body: str = "") -> Path:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.newsletter]\n{body}\n", "utf-8")
+    return tmp_path
+
+
+def test_pyproject_then_environment_then_overrides(tmp_path, monkeypatch) -> None:
+    root = _project(tmp_path, 'organisation = "From TOML"\nconcurrency = 3\n')
+    assert load_settings(root).organisation == "From TOML"
+    monkeypatch.setenv("NEWSLETTER_ORGANISATION", "From env")
+    monkeypatch.setenv("NEWSLETTER_CONCURRENCY", "7")
+    cfg = load_settings(root)
+    assert (cfg.organisation, cfg.concurrency) == ("From env", 7)
+    assert load_settings(root, concurrency=2).concurrency == 2
+
+
+def test_default_database_is_sqlite_in_project_dir(tmp_path) -> None:
+    root = _project(tmp_path)
+    assert load_settings(root).resolved_database_url == f"sqlite:///{root.resolve()}/newsletter.db"
+
+
+def test_project_dir_found_from_a_subdirectory(tmp_path, monkeypatch) -> None:
+    root = _project(tmp_path)
+    sub = root / "issues" / "articles"
+    sub.mkdir(parents=True)
+    monkeypatch.delenv("NEWSLETTER_PROJECT_DIR", raising=False)
+    assert find_project_dir(sub) == root.resolve()
+
+
+def test_secrets_never_appear_in_repr(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.very-secret-key")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "hmac-secret-value")
+    cfg = load_settings(_project(tmp_path))
+    assert cfg.sendgrid_api_key.get_secret_value() == "SG.very-secret-key"
+    assert "very-secret" not in repr(cfg) and "hmac-secret" not in repr(cfg)
+
+
+def test_invalid_setting_names_the_setting(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_CONCURRENCY", "lots")
+    with pytest.raises(ConfigError, match="concurrency"):
+        load_settings(_project(tmp_path))
+
+
+def test_unknown_setting_in_pyproject_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(_project(tmp_path, 'colour = "blue"'))
