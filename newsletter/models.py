@@ -245,5 +245,10 @@ class ScheduledSend(Base):
     variant_sha256: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(20), default=ScheduleState.SCHEDULED)
     note: Mapped[str | None] = mapped_column(Text)
+    send_window: Mapped[str | None] = mapped_column(String(20))  # local "07:00-20:00"
+    # The daemon sending it ("host:pid") and its last sign of life, so a restarted daemon can
+    # resume a send whose owner died (kill -9) without racing a live one.
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:50:34.164051
+Create Date: 2026-11-25 14:57:05.245636
 """
 
 from alembic import op
@@ -55,6 +55,9 @@ def upgrade() -> None:
     sa.Column('variant_sha256', sa.String(length=64), nullable=False),
     sa.Column('state', sa.String(length=20), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('send_window', sa.String(length=20), nullable=True),
+    sa.Column('owner', sa.String(length=200), nullable=True),
+    sa.Column('heartbeat_at', newsletter.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', newsletter.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', newsletter.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_scheduled_sends')),
