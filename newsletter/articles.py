@@ -184,3 +184,43 @@ def filter_articles(
             continue
         result.append(article)
     return result
+
+
+FRONT_MATTER_ORDER = (
+    "title", "author", "author_role", "published", "url", "summary", "image", "image_alt",
+    "tags", "regions", "guid",
+)
+
+
+def article_text(article: Article) -> str:
+    """The file text for an article: YAML front matter (safe_dump, non-ASCII kept) and the body.
+    parse_article() of this text gives back an equal article."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    for name in FRONT_MATTER_ORDER:
+        value = getattr(article, name)
+        if value is None or value == ():
+            continue
+        data[name] = list(value) if isinstance(value, tuple) else value
+    front = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100_000)
+    body = article.body.strip()
+    return f"---\n{front}---\n" + (f"\n{body}\n" if body else "")
+
+
+def write_article(article: Article, directory: Path) -> Path:
+    """Write (or replace) `<directory>/<slug>.md` atomically; returns the path."""
+    import os
+    import tempfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{article.slug}.md"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{article.slug}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(article_text(article))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
