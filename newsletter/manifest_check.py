@@ -1,0 +1,305 @@
+"""Field-level validation helpers for issue manifests: times and zones, slugs with suggestions,
+segment names from subscribers/segments.yaml, templates.
+
+Every helper returns values plus problems; nothing here raises on bad input, so `check` can list
+every problem at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from newsletter.articles import Article, filter_articles
+from newsletter.config import Settings
+from newsletter.errors import Problem, ProblemsError
+from newsletter.regions import REGION_SLUGS, normalise_region
+from newsletter.yamlsource import PathKey, YamlDocument, load_yaml
+
+TEMPLATE_ENTRY = "email.mjml.j2"
+QUERY_FIELDS = ("tags", "regions", "since", "max")
+EDITION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...] | set[str], what: str = "") -> str | None:
+    """'did you mean X?' for the closest choice, or None."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not matches:
+        return None
+    return f"did you mean {matches[0]!r}?" + (f" ({what})" if what else "")
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones()))
+
+
+def load_zone(name: Any) -> tuple[ZoneInfo | None, str | None, str | None]:
+    """(zone, error message, hint)."""
+    if not isinstance(name, str) or not name.strip():
+        return None, f"time zone must be an IANA name such as Europe/London, not {name!r}", None
+    try:
+        return ZoneInfo(name.strip()), None, None
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = suggest(name.strip(), _zone_names()) or "use an IANA zone name such as Europe/London"
+        return None, f"unknown time zone {name!r}", hint
+
+
+@dataclass(frozen=True)
+class TimeResult:
+    value: datetime | None
+    message: str | None = None
+    hint: str | None = None
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.isoformat(timespec="minutes")
+
+
+def _next_valid_local(naive: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole minute after a spring-forward gap that exists on the wall clock."""
+    probe = naive.replace(second=0, microsecond=0)
+    for _ in range(24 * 60):
+        probe += timedelta(minutes=1)
+        if _exists(probe, zone):
+            return probe
+    return probe  # unreachable for real zones
+
+
+def _exists(naive: datetime, zone: ZoneInfo) -> bool:
+    aware = naive.replace(tzinfo=zone, fold=0)
+    return aware.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
+
+
+def localise(naive: datetime, zone: ZoneInfo) -> TimeResult:
+    """Interpret a wall-clock time in `zone`. A time in a spring-forward gap is an error with the
+    next valid time as hint; a time that happens twice (fall-back) needs an explicit offset."""
+    early = naive.replace(tzinfo=zone, fold=0)
+    late = naive.replace(tzinfo=zone, fold=1)
+    if early.utcoffset() == late.utcoffset():
+        return TimeResult(early)
+    if not _exists(naive, zone):
+        nxt = _next_valid_local(naive, zone)
+        return TimeResult(
+            None,
+            f"{_fmt(naive)} does not exist in {zone.key}: the clocks go forward then",
+            f"use {_fmt(nxt)} (the next valid time) or later",
+        )
+    return TimeResult(
+        None,
+        f"{_fmt(naive)} happens twice in {zone.key}: the clocks go back then",
+        f"add the offset to say which one: {early.isoformat()} or {late.isoformat()}",
+    )
+
+
+def parse_send_at(value: Any, zone: ZoneInfo) -> TimeResult:
+    """A manifest `send_at`: a zone-aware ISO date-time (converted to `zone`), or a local date-time
+    interpreted in `zone`."""
+    example = "e.g. 2026-12-03T08:00 (local time) or 2026-12-03T08:00:00+00:00"
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        return TimeResult(None, f"send_at {value.isoformat()} has no time of day", f"add a time, {example}")
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return TimeResult(None, f"bad send_at time {value!r}", f"use ISO 8601, {example}")
+    else:
+        return TimeResult(None, f"bad send_at time {value!r}", f"use ISO 8601, {example}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return localise(parsed, zone)
+    return TimeResult(parsed.astimezone(zone))
+
+
+def template_problem(project_dir: Path, name: Any) -> tuple[str, str] | None:
+    """(message, hint) when `name` is not a usable templates/<name>/ directory."""
+    templates = project_dir / "templates"
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name or name.startswith("."):
+        return f"template must be a directory name under {templates}, not {name!r}", "e.g. template: digest"
+    if (templates / name / TEMPLATE_ENTRY).is_file():
+        return None
+    available = sorted(
+        p.name for p in templates.glob("*") if p.is_dir() and (p / TEMPLATE_ENTRY).is_file()
+    ) if templates.is_dir() else []
+    if (templates / name).is_dir():
+        return (f"template {name!r} has no {TEMPLATE_ENTRY}",
+                f"add templates/{name}/{TEMPLATE_ENTRY} (the Jinja2 MJML entry file)")
+    hint = suggest(name, available) or (
+        f"available: {', '.join(available)}" if available else f"create templates/{name}/{TEMPLATE_ENTRY}"
+    )
+    return f"unknown template {name!r}", hint
+
+
+def segments_file(project_dir: Path) -> Path:
+    return project_dir / "subscribers" / "segments.yaml"
+
+
+def defined_segments(project_dir: Path) -> tuple[list[str] | None, list[Problem]]:
+    """Segment names from subscribers/segments.yaml: (None, []) when the file does not exist."""
+    path = segments_file(project_dir)
+    if not path.is_file():
+        return None, []
+    try:
+        from newsletter.segments import load_segments
+    except ImportError:
+        return _segment_keys(path)
+    try:
+        return list(load_segments(path).names), []
+    except ProblemsError as exc:
+        return None, list(exc.problems)
+
+
+def _segment_keys(path: Path) -> tuple[list[str] | None, list[Problem]]:
+    # TODO: only used while newsletter.segments.load_segments is unavailable; remove once it lands.
+    try:
+        doc = load_yaml(path)
+    except ProblemsError as exc:
+        return None, list(exc.problems)
+    data = doc.data
+    if isinstance(data, dict) and isinstance(data.get("segments"), dict):
+        return [str(k) for k in data["segments"]], []
+    return None, []
+
+
+class Analysis:
+    """Collects problems against positions in the manifest document."""
+
+    def __init__(self, doc: YamlDocument, settings: Settings, articles: dict[str, Article]) -> None:
+        self.doc = doc
+        self.settings = settings
+        self.articles = articles
+        self.problems: list[Problem] = list(doc.duplicate_keys)
+
+    def error(self, at: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(at, message, hint=hint, key=key))
+
+    def warn(self, at: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(at, message, hint=hint, key=key, severity="warning"))
+
+    def fields(self, at: PathKey, mapping: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+        for name in mapping:
+            if name not in allowed:
+                self.error((*at, name), f"unknown field {name!r} in {what}",
+                           suggest(str(name), allowed) or f"allowed: {', '.join(allowed)}", key=True)
+
+    def text(self, at: PathKey, value: Any, name: str, *, required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.error(at, f"{name} must not be empty")
+            return None
+        if isinstance(value, (dict, list)):
+            self.error(at, f"{name} must be text, not a {'mapping' if isinstance(value, dict) else 'list'}")
+            return None
+        text = str(value).strip()
+        if required and not text:
+            self.error(at, f"{name} must not be empty")
+        return text
+
+    def slug(self, at: PathKey, value: Any) -> Article | None:
+        if not isinstance(value, str):
+            self.error(at, f"article slug must be text, not {value!r}")
+            return None
+        article = self.articles.get(value.strip())
+        if article is None:
+            hint = suggest(value.strip(), tuple(self.articles), "") or "run `newsletter articles list` to see the slugs"
+            self.error(at, f"unknown article {value!r}", hint)
+        return article
+
+    def slug_list(self, at: PathKey, value: Any, name: str) -> list[tuple[PathKey, Article]]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+            items = [(at, value[0])]
+        elif isinstance(value, list):
+            items = [((*at, i), v) for i, v in enumerate(value)]
+        else:
+            self.error(at, f"{name} must be a list of article slugs")
+            return []
+        found = []
+        seen: dict[str, PathKey] = {}
+        for where, item in items:
+            article = self.slug(where, item)
+            if article is None:
+                continue
+            if article.slug in seen:
+                line = self.doc.where(seen[article.slug])[0]
+                self.error(where, f"duplicate article {article.slug!r} in {name} (already on line {line})",
+                           "list each article once")
+                continue
+            seen[article.slug] = where
+            found.append((where, article))
+        return found
+
+    def send_at(self, at: PathKey, value: Any, zone: ZoneInfo | None) -> datetime | None:
+        if value is None or zone is None:
+            return None
+        result = parse_send_at(value, zone)
+        if result.message:
+            self.error(at, result.message, result.hint)
+        return result.value
+
+
+def run_query(a: Analysis, at: PathKey, q: Any, *, exclude: set[str]) -> list[Article]:
+    """Query results newest first, without `exclude`, at most `max` of them."""
+    if not isinstance(q, dict):
+        a.error(at, "query must be a mapping with tags / regions / since / max")
+        return []
+    a.fields(at, q, QUERY_FIELDS, "query")
+    tags = q.get("tags") or []
+    tags = [tags] if isinstance(tags, str) else tags
+    if not isinstance(tags, list):
+        a.error((*at, "tags"), "tags must be a list")
+        tags = []
+    regions_in = q.get("regions") or []
+    regions_in = [regions_in] if isinstance(regions_in, str) else regions_in
+    regions: list[str] = []
+    for i, r in enumerate(regions_in if isinstance(regions_in, list) else []):
+        slug = normalise_region(str(r))
+        if slug is None:
+            a.error((*at, "regions", i), f"unknown region {r!r}",
+                    suggest(str(r), REGION_SLUGS) or f"use one of: {', '.join(REGION_SLUGS)}")
+        else:
+            regions.append(slug)
+    since = q.get("since")
+    if isinstance(since, datetime):
+        since = since.date()
+    elif isinstance(since, str):
+        try:
+            since = date.fromisoformat(since.strip())
+        except ValueError:
+            a.error((*at, "since"), f"bad date {since!r}", "use YYYY-MM-DD, e.g. 2026-11-01")
+            since = None
+    elif since is not None and not isinstance(since, date):
+        a.error((*at, "since"), f"bad date {since!r}", "use YYYY-MM-DD, e.g. 2026-11-01")
+        since = None
+    limit = q.get("max")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        a.error((*at, "max"), f"max must be a whole number of articles (1 or more), not {limit!r}")
+        limit = None
+    found = filter_articles(a.articles, tags=[str(t) for t in tags], since=since, regions=regions)
+    found = [art for art in found if art.slug not in exclude]
+    if not found:
+        a.warn(at, "this query selects no articles", "loosen the tags, regions or since date")
+    return found[:limit] if limit else found
+
+
+def segment_region(a: Analysis, at: PathKey, name: str, overrides: dict[str, Any]) -> str | None:
+    if "region" not in overrides:
+        return normalise_region(name)
+    value = overrides["region"]
+    if value is None:
+        return None
+    slug = normalise_region(str(value))
+    if slug is None:
+        a.error((*at, "region"), f"unknown region {value!r}",
+                suggest(str(value), REGION_SLUGS) or f"use one of: {', '.join(REGION_SLUGS)} (or null)")
+    return slug
