@@ -119,7 +119,7 @@ def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, li
         return None, a.problems
     a.fields((), data, TOP_FIELDS, "the manifest")
     for name in REQUIRED:
-        if data.get(name) in (None, "", [], {}):
+        if data.get(name) is None or data.get(name) == "":
             a.error((name,) if name in data else (), f"missing required field {name!r}")
 
     edition_id = a.text(("edition",), data.get("edition"), "edition")

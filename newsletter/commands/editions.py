@@ -1,9 +1,129 @@
-"""CLI commands for the editions area."""
+"""CLI commands for the editions area: `check`, `preview` (and `build`, `demo`).
+
+Thin: parse options, call newsletter.manifest / newsletter.build / newsletter.preview, print.
+User text is printed with print() (no Rich markup), so it is never interpreted.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from newsletter.commands.common import settings
+from newsletter.errors import GateFailed, NewsletterError
+
+EXIT_MANIFEST = 2
+EXIT_GATES = 1
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("check")(check_command)
+    app.command("preview")(preview_command)
+
+
+def _print_gate_results(build_dir: Path) -> int:
+    """Print each variant's gate results from build.json; returns the number of failed gates."""
+    manifest = build_dir / "build.json"
+    if not manifest.is_file():
+        return 0
+    data: dict[str, Any] = json.loads(manifest.read_text("utf-8"))
+    failures = 0
+    for segment, info in (data.get("variants") or {}).items():
+        gates = info.get("gates") or {}
+        failed = list(gates.get("failed") or ())
+        warnings = list(gates.get("warnings") or ())
+        failures += len(failed)
+        status = "FAIL" if failed else "ok"
+        print(f"{segment}: {status} ({info.get('size', '?')} bytes)")
+        for item in failed:
+            print(f"  FAIL: {item}")
+        for item in warnings:
+            print(f"  warning: {item}")
+    return failures
+
+
+def check_command(
+    manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
+) -> None:
+    """List every problem in a manifest (file:line:col), then build it and run the gates.
+
+    Exit 0 when nothing fails, 2 for manifest problems, 1 when a built email fails a gate."""
+    from newsletter.manifest import check_manifest
+
+    cfg = settings()
+    problems = check_manifest(manifest, cfg)
+    for problem in problems:
+        print(str(problem))
+    errors = sum(p.severity == "error" for p in problems)
+    if errors:
+        print(f"{manifest}: {errors} problem{'s' if errors != 1 else ''}; nothing built")
+        raise typer.Exit(EXIT_MANIFEST)
+    print(f"{manifest}: manifest OK")
+    try:
+        from newsletter.build import build_edition
+    except ImportError:  # the build step is not installed in this checkout
+        print("build: not available; gates not run")
+        return
+    with tempfile.TemporaryDirectory(prefix="newsletter-check-") as tmp:
+        out = Path(tmp)
+        try:
+            build_edition(manifest, cfg, out_dir=out)
+        except GateFailed as exc:
+            _print_gate_results(out)
+            print(f"gates: {exc.message}")
+            raise typer.Exit(EXIT_GATES) from None
+        failures = _print_gate_results(out)
+    if failures:
+        raise typer.Exit(EXIT_GATES)
+    print("gates: all passed")
+
+
+def preview_command(
+    manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the preview page.")] = Path(
+        "preview.html"
+    ),
+    serve: Annotated[bool, typer.Option("--serve", help="Serve the page on localhost until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option("--port", help="Port for --serve (0 = any free port).")] = 0,
+) -> None:
+    """Build every variant and write one static preview page (600 px and 375 px, inbox line, text).
+
+    Variants appear side by side, each with its inbox line (from, subject, preheader), gate results
+    and plain-text part. With --serve the page is served on 127.0.0.1 until Ctrl-C."""
+    from newsletter.build import build_edition
+    from newsletter.preview import serve_preview, write_preview
+
+    cfg = settings()
+    with tempfile.TemporaryDirectory(prefix="newsletter-preview-") as tmp:
+        build_dir = Path(tmp)
+        failure: NewsletterError | None = None
+        try:
+            build_edition(manifest, cfg, out_dir=build_dir)
+        except GateFailed as exc:  # still worth previewing: the page shows which gate failed
+            if not (build_dir / "build.json").is_file():
+                raise
+            failure = exc
+        path = write_preview(build_dir, out)
+    print(f"preview written: {path}")
+    if failure is not None:
+        print(f"warning: {failure.message}")
+    if not serve:
+        if failure is not None:
+            raise typer.Exit(EXIT_GATES)
+        return
+    url, server = serve_preview(path, port)
+    print(f"serving {url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.shutdown()
+        server.server_close()
