@@ -215,6 +215,8 @@ class _Parser:
             return self.region(value, path)
         if key in ("member_type", "organisation"):
             values = self.scalars(value, path, key, kinds=(str,))
+            if key == "member_type":  # stored lower-cased (see subscribers.member_type_value)
+                values = [" ".join(str(v).split()).lower() for v in values]
             return Rule(key, values=tuple(str(v).strip() for v in values)) if values else None
         if key == "attributes":
             return self.attributes(value, path)

@@ -1,0 +1,265 @@
+"""Streaming import of subscriber spreadsheets (CSV or XLSX) into the store.
+
+Rows are read one at a time and written in chunks (one transaction per chunk, one IN query to find
+the chunk's existing subscribers, bulk insert / update), so memory stays flat on big files.
+
+Rules (re-running the same file changes nothing):
+  * a new address is imported as active, with the import as its consent source;
+  * an address already stored gets the row's non-empty details; its status is NEVER changed, so an
+    unsubscribed, bounced or complained member stays suppressed;
+  * a later row with an address seen earlier in the file is a duplicate: it only fills in details
+    the earlier row left empty;
+  * an erased address (matched by its tombstone hash) is rejected, as is any row with a missing or
+    invalid address, an unknown region or a bad date. Rejects carry the file's row number.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import insert, select, update
+
+from newsletter.db import Database
+from newsletter.errors import InputError
+from newsletter.importfile import SourceRow, open_rows
+from newsletter.models import AuditEntry, ErasureTombstone, Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers import (
+    SubscriberDetails,
+    escape_cell,
+    normalise_email,
+    tombstone_hash,
+    tombstone_salt,
+)
+
+CHUNK_ROWS = 1000
+KEPT_REJECTS = 1000  # rejects kept in memory for display; all go to the report file
+ProgressFn = Callable[[int, int], None]  # (bytes or rows done, total)
+
+
+class _DryRunRollback(Exception):
+    """Raised at the end of a dry-run chunk so its transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    row: int
+    reason: str
+    email: str
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        return {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
+                "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    row: int
+    email: str
+    key: str
+    details: SubscriberDetails
+    joined_at: datetime | None
+    consent_version: str | None
+
+
+def parse_date(text: str) -> datetime:
+    """ISO dates / datetimes, or UK day-first dates (31/01/2024), as UTC."""
+    text = text.strip()
+    for parse in (datetime.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y")):
+        try:
+            value = parse(text)
+        except ValueError:
+            continue
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    raise ValueError(f"bad date {text!r} (use 2024-01-31 or 31/01/2024)")
+
+
+def _parse(row: SourceRow) -> _Parsed:
+    values = row.values
+    if "__error__" in values:
+        raise ValueError(values["__error__"])
+    address = normalise_email(values.get("email"))
+    first, last = values.get("first_name"), values.get("last_name")
+    if not first and not last and values.get("name"):
+        first, _, last = values["name"].strip().partition(" ")
+    details = SubscriberDetails(
+        first_name=first, last_name=last, organisation=values.get("organisation"),
+        region=values.get("region"), member_type=values.get("member_type"),
+        attributes=dict(row.attributes),
+    ).checked()
+    joined = parse_date(values["joined_at"]) if values.get("joined_at", "").strip() else None
+    version = (values.get("consent_version") or "").strip() or None
+    return _Parsed(row.number, address.email, address.key, details, joined, version)
+
+
+def _fill_blanks(first: SubscriberDetails, later: SubscriberDetails) -> SubscriberDetails:
+    """`first`, with details only `later` has (a later duplicate row never overrides)."""
+    filled = {n: getattr(first, n) if getattr(first, n) is not None else getattr(later, n)
+              for n in ("first_name", "last_name", "organisation", "region", "member_type")}
+    return replace(first, attributes={**later.attributes, **first.attributes}, **filled)
+
+
+class _Importer:
+    def __init__(self, db: Database, source: str, dry_run: bool, report: IO[str] | None,
+                 header: list[str]) -> None:
+        self.db, self.source, self.dry_run = db, source, dry_run
+        self.result = ImportResult(dry_run=dry_run)
+        self.seen: set[int] = set()  # hashes of keys already in this file (duplicates across chunks)
+        self.report = csv.writer(report, lineterminator="\r\n") if report else None
+        if self.report:
+            self.report.writerow(["row", "reason", *header])
+
+    def reject(self, row: SourceRow, reason: str) -> None:
+        self.result.rejected += 1
+        if len(self.result.rejects) < KEPT_REJECTS:
+            self.result.rejects.append(Reject(row.number, reason, row.values.get("email", "")))
+        if self.report:
+            self.report.writerow([row.number, reason, *(escape_cell(c) for c in row.raw)])
+
+    def chunk(self, rows: list[SourceRow]) -> None:
+        merged: dict[str, _Parsed] = {}
+        for row in rows:
+            try:
+                parsed = _parse(row)
+            except (InputError, ValueError) as exc:
+                self.reject(row, getattr(exc, "message", None) or str(exc))
+                continue
+            earlier = merged.get(parsed.key)
+            token = hash(parsed.key)
+            if earlier is None and token not in self.seen:
+                merged[parsed.key] = parsed
+                self.seen.add(token)
+            else:
+                self.result.duplicates += 1
+                if earlier is not None:
+                    merged[parsed.key] = replace(earlier, details=_fill_blanks(earlier.details,
+                                                                              parsed.details))
+                else:  # seen in an earlier chunk: fill blanks of what that chunk stored
+                    merged[parsed.key] = replace(parsed, row=-parsed.row)
+        if merged:
+            self.write_chunk(list(merged.values()), {r.number: r for r in rows})
+
+    def write(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
+        with self.db.write_session() as session:
+            salt = tombstone_salt(session)
+            hashes = {tombstone_hash(salt, p.key): p for p in items}
+            erased = set(session.scalars(select(ErasureTombstone.email_hash)
+                                         .where(ErasureTombstone.email_hash.in_(list(hashes)))))
+            existing = {s.email_key: s for s in session.scalars(
+                select(Subscriber).where(Subscriber.email_key.in_([p.key for p in items])))}
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            now = utcnow()
+            for digest, item in hashes.items():
+                duplicate_only = item.row < 0
+                if digest in erased:
+                    if not duplicate_only:
+                        self.reject(rows[item.row], "address was erased at the member's request "
+                                    "(GDPR); it is suppressed and cannot be imported")
+                    continue
+                sub = existing.get(item.key)
+                if sub is None:
+                    if duplicate_only:
+                        continue  # dry run: the earlier chunk's insert was rolled back
+                    inserts.append(self._new_row(item, now))
+                    continue
+                details = _fill_blanks(self._stored(sub), item.details) if duplicate_only else item.details
+                changes = details.changes(sub)
+                if item.joined_at and not duplicate_only and sub.joined_at != item.joined_at:
+                    changes["joined_at"] = item.joined_at
+                if changes:
+                    updates.append({"id": sub.id, "updated_at": now, **changes})
+                if not duplicate_only:
+                    if changes:
+                        self.result.updated += 1
+                    else:
+                        self.result.unchanged += 1
+            session.expunge_all()
+            if inserts:
+                created = session.execute(
+                    insert(Subscriber).returning(Subscriber.id), inserts).scalars().all()
+                session.execute(insert(AuditEntry), [
+                    {"at": now, "subscriber_id": sid, "actor": self.source, "action": "create",
+                     "new_status": SubscriberStatus.ACTIVE, "reason": "imported"} for sid in created])
+                self.result.imported += len(inserts)
+            for group in _same_keys(updates):
+                session.execute(update(Subscriber), group)
+            if self.dry_run:
+                raise _DryRunRollback
+
+    def write_chunk(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
+        try:
+            self.write(items, rows)
+        except _DryRunRollback:
+            pass
+
+    @staticmethod
+    def _stored(sub: Subscriber) -> SubscriberDetails:
+        return SubscriberDetails(sub.first_name, sub.last_name, sub.organisation, sub.region,
+                                 sub.member_type, {})
+
+    def _new_row(self, item: _Parsed, now: datetime) -> dict[str, Any]:
+        d = item.details
+        return {
+            "email": item.email, "email_key": item.key, "first_name": d.first_name,
+            "last_name": d.last_name, "organisation": d.organisation, "region": d.region,
+            "member_type": d.member_type, "attributes": dict(d.attributes),
+            "status": SubscriberStatus.ACTIVE, "consent_source": self.source, "consent_at": now,
+            "consent_version": item.consent_version, "joined_at": item.joined_at or now,
+            "created_at": now, "updated_at": now,
+        }
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Group update parameter sets by their columns (executemany needs one shape per call)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    yield from groups.values()
+
+
+def import_file(db: Database, path: Path, *, source: str | None = None,
+                mapping: dict[str, str] | None = None, dry_run: bool = False,
+                report_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
+                progress: ProgressFn | None = None) -> ImportResult:
+    """Import a CSV / XLSX file of subscribers. Raises ImportFileError when the file cannot be read
+    at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
+    actor = f"import:{source or path.name}"
+    with open_rows(path, mapping or {}) as reader:
+        report = report_path.open("w", encoding="utf-8-sig", newline="") if report_path else None
+        try:
+            importer = _Importer(db, actor, dry_run, report, reader.header)
+            importer.result.warnings.extend(reader.warnings)
+            batch: list[SourceRow] = []
+            for row in reader.rows():
+                batch.append(row)
+                if len(batch) >= chunk_rows:
+                    importer.chunk(batch)
+                    batch = []
+                    if progress:
+                        progress(reader.position(), reader.size)
+            if batch:
+                importer.chunk(batch)
+            if progress:
+                progress(reader.size, reader.size)
+        finally:
+            if report:
+                report.close()
+    importer.result.rejects.sort(key=lambda r: r.row)
+    return importer.result

@@ -1,0 +1,300 @@
+"""The subscriber store: address normalisation, admin actions with an audit trail, export.
+
+Functions take an open SQLAlchemy `Session` (from `Database.write_session()` / `.session()`), so the
+CLI and a future web side share them and choose the transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from newsletter.errors import InputError, NotFound
+from newsletter.models import (
+    AuditEntry,
+    ErasureTombstone,
+    Meta,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.regions import REGION_SLUGS, normalise_region
+
+SALT_KEY = "tombstone_salt"
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_LENGTHS = {"first_name": 200, "last_name": 200, "organisation": 300, "member_type": 60,
+               "consent_source": 200, "consent_version": 40}
+EXPORT_FIELDS = ("email", "first_name", "last_name", "organisation", "region", "member_type", "status",
+                 "consent_source", "consent_at", "consent_version", "joined_at", "attributes")
+
+
+class InvalidEmail(InputError):
+    """An address that is empty or not a valid email address (message says why)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str  # trimmed, domain lower-cased (as stored and sent to)
+    key: str  # the whole address lower-cased: unique per subscriber
+
+
+def normalise_email(raw: str | None) -> Address:
+    """Trim, check syntax (no DNS), lower-case the domain. Raises InvalidEmail with the reason."""
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidEmail("missing email address")
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"invalid email address: {exc}") from None
+    local, _, domain = checked.normalized.rpartition("@")
+    email = f"{local}@{domain.lower()}"
+    return Address(email, email.lower())
+
+
+def member_type_value(raw: str | None) -> str | None:
+    """Member types are compared case-insensitively: stored trimmed and lower-cased."""
+    text = " ".join((raw or "").split()).lower()
+    return text or None
+
+
+def escape_cell(value: Any) -> str:
+    """A CSV cell that spreadsheets will not run as a formula (OWASP: prefix with a quote)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+# ---------------------------------------------------------------- erasure tombstones
+
+
+def tombstone_salt(session: Session) -> str:
+    """This database's salt for tombstone hashes, generated on first use and kept in `meta`."""
+    salt = session.get(Meta, SALT_KEY)
+    if salt is not None:
+        return salt.value
+    try:
+        with session.begin_nested():
+            session.add(Meta(key=SALT_KEY, value=secrets.token_hex(32)))
+    except IntegrityError:  # another process created it first
+        pass
+    return session.get(Meta, SALT_KEY).value  # type: ignore[union-attr]
+
+
+def tombstone_hash(salt: str, key: str) -> str:
+    return hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
+
+
+def is_erased(session: Session, key: str) -> bool:
+    return session.get(ErasureTombstone, tombstone_hash(tombstone_salt(session), key)) is not None
+
+
+# ---------------------------------------------------------------- admin actions
+
+
+@dataclass(frozen=True)
+class SubscriberDetails:
+    """Details given by an admin or an import row; None means "not given" (keeps what is stored)."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    organisation: str | None = None
+    region: str | None = None
+    member_type: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def checked(self) -> SubscriberDetails:
+        """Trimmed and validated copy: region canonical, member type lower-cased, lengths ok."""
+        region = None
+        if self.region is not None and self.region.strip():
+            region = normalise_region(self.region)
+            if region is None:
+                raise InputError(f"unknown region {self.region!r}",
+                                 hint=f"use one of: {', '.join(REGION_SLUGS)} (or an alias)")
+        values = {
+            "first_name": _clean(self.first_name), "last_name": _clean(self.last_name),
+            "organisation": _clean(self.organisation), "member_type": member_type_value(self.member_type),
+        }
+        for name, value in values.items():
+            if value is not None and len(value) > MAX_LENGTHS[name]:
+                raise InputError(f"{name.replace('_', ' ')} is longer than {MAX_LENGTHS[name]} characters")
+        attrs = {str(k).strip(): str(v).strip() for k, v in self.attributes.items() if str(v).strip()}
+        return SubscriberDetails(region=region, attributes=attrs, **values)
+
+    def changes(self, sub: Subscriber) -> dict[str, Any]:
+        """Column -> new value for what differs from `sub` (given values only)."""
+        out: dict[str, Any] = {}
+        for name in ("first_name", "last_name", "organisation", "region", "member_type"):
+            value = getattr(self, name)
+            if value is not None and getattr(sub, name) != value:
+                out[name] = value
+        if self.attributes:
+            merged = {**(sub.attributes or {}), **self.attributes}
+            if merged != (sub.attributes or {}):
+                out["attributes"] = merged
+        return out
+
+
+def _clean(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text or None
+
+
+def audit(session: Session, sub_id: int | None, actor: str, action: str, *, old: str | None = None,
+          new: str | None = None, reason: str | None = None) -> None:
+    session.add(AuditEntry(subscriber_id=sub_id, actor=actor, action=action, old_status=old,
+                           new_status=new, reason=reason))
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    address = normalise_email(email)
+    sub = session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
+    if sub is None:
+        hint = "this address was erased (GDPR)" if is_erased(session, address.key) else None
+        raise NotFound(f"no subscriber {address.email}", hint=hint)
+    return sub
+
+
+def add_subscriber(session: Session, email: str, details: SubscriberDetails, *, actor: str = "cli",
+                   consent_source: str | None = None, consent_version: str | None = None,
+                   joined_at: datetime | None = None) -> Subscriber:
+    address = normalise_email(email)
+    details = details.checked()
+    if session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.key)) is not None:
+        raise InputError(f"{address.email} is already a subscriber",
+                         hint="use `subscribers update` to change details")
+    if is_erased(session, address.key):
+        raise InputError(f"{address.email} was erased at the member's request and cannot be re-added")
+    now = utcnow()
+    sub = Subscriber(
+        email=address.email, email_key=address.key, first_name=details.first_name,
+        last_name=details.last_name, organisation=details.organisation, region=details.region,
+        member_type=details.member_type, attributes=dict(details.attributes),
+        status=SubscriberStatus.ACTIVE, consent_source=consent_source or actor, consent_at=now,
+        consent_version=consent_version, joined_at=joined_at or now,
+    )
+    session.add(sub)
+    session.flush()
+    audit(session, sub.id, actor, "create", new=SubscriberStatus.ACTIVE, reason="added")
+    return sub
+
+
+def update_subscriber(session: Session, email: str, details: SubscriberDetails, *,
+                      actor: str = "cli") -> dict[str, Any]:
+    """Change details (never the status). Returns the columns changed."""
+    sub = find_subscriber(session, email)
+    changes = details.checked().changes(sub)
+    for name, value in changes.items():
+        setattr(sub, name, value)
+    if changes:
+        audit(session, sub.id, actor, "update", reason="changed: " + ", ".join(sorted(changes)))
+    return changes
+
+
+def set_status(session: Session, sub: Subscriber, status: SubscriberStatus, *, actor: str,
+               reason: str) -> bool:
+    """Change a subscriber's status with an audit row; False when it already had that status."""
+    if sub.status == status:
+        return False
+    if sub.status == SubscriberStatus.ERASED:
+        raise InputError("an erased subscriber cannot change status")
+    audit(session, sub.id, actor, "status", old=sub.status, new=status, reason=reason)
+    sub.status = status
+    return True
+
+
+def unsubscribe(session: Session, email: str, *, actor: str = "cli",
+                reason: str = "unsubscribed by an administrator") -> bool:
+    return set_status(session, find_subscriber(session, email), SubscriberStatus.UNSUBSCRIBED,
+                      actor=actor, reason=reason)
+
+
+def resubscribe(session: Session, email: str, *, actor: str = "cli", reason: str = "resubscribed",
+                consent_source: str | None = None, consent_version: str | None = None) -> bool:
+    """Make a subscriber active again with fresh consent (a deliberate act, never an import)."""
+    sub = find_subscriber(session, email)
+    changed = set_status(session, sub, SubscriberStatus.ACTIVE, actor=actor, reason=reason)
+    if changed:
+        sub.consent_source = consent_source or actor
+        sub.consent_at = utcnow()
+        sub.consent_version = consent_version or sub.consent_version
+    return changed
+
+
+def subscriber_record(sub: Subscriber) -> dict[str, Any]:
+    """Everything stored in the subscriber row, JSON-ready."""
+    return {
+        "id": sub.id, "email": sub.email, "first_name": sub.first_name, "last_name": sub.last_name,
+        "organisation": sub.organisation, "region": sub.region, "member_type": sub.member_type,
+        "attributes": dict(sub.attributes or {}), "status": sub.status,
+        "consent": {"source": sub.consent_source, "at": _iso(sub.consent_at),
+                    "version": sub.consent_version},
+        "joined_at": _iso(sub.joined_at), "created_at": _iso(sub.created_at),
+        "updated_at": _iso(sub.updated_at),
+    }
+
+
+def audit_records(session: Session, sub_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.subscriber_id == sub_id)
+                           .order_by(AuditEntry.id))
+    return [{"at": _iso(a.at), "actor": a.actor, "action": a.action, "old_status": a.old_status,
+             "new_status": a.new_status, "reason": a.reason} for a in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# ---------------------------------------------------------------- export
+
+
+def iter_export(session: Session, where: ColumnElement[bool] | None = None) -> Iterator[dict[str, Any]]:
+    """Subscribers (never erased ones) as flat dicts, streamed from the database in pages."""
+    query = select(Subscriber).where(Subscriber.status != SubscriberStatus.ERASED)
+    if where is not None:
+        query = query.where(where)
+    query = query.order_by(Subscriber.id).execution_options(yield_per=1000)
+    for sub in session.scalars(query):
+        yield {
+            "email": sub.email, "first_name": sub.first_name, "last_name": sub.last_name,
+            "organisation": sub.organisation, "region": sub.region, "member_type": sub.member_type,
+            "status": sub.status, "consent_source": sub.consent_source,
+            "consent_at": _iso(sub.consent_at), "consent_version": sub.consent_version,
+            "joined_at": _iso(sub.joined_at), "attributes": dict(sub.attributes or {}),
+        }
+        session.expunge(sub)
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """CSV with formula-looking cells escaped; attributes as a JSON cell. Returns rows written."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_FIELDS)
+    count = 0
+    for row in rows:
+        cells = [json.dumps(v, ensure_ascii=False, sort_keys=True) if k == "attributes" and v else
+                 ("" if k == "attributes" else v) for k, v in ((k, row.get(k)) for k in EXPORT_FIELDS)]
+        writer.writerow([escape_cell(c) for c in cells])
+        count += 1
+    return count
+
+
+def write_json(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """A JSON array written row by row (constant memory). Returns rows written."""
+    out.write("[")
+    count = 0
+    for row in rows:
+        out.write(("," if count else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
