@@ -295,9 +295,9 @@ def import_feed_data(data: bytes, directory: Path, *, source: str = "feed",
         current = by_guid.get(guid) if guid else by_link.get(key)
         if current is None and key in by_link:
             other = by_link[key]
-            reason = f"duplicate link: {other.slug} already has {shorten(new.url)}"
-            if other.guid and guid:
-                reason += f" (under guid {shorten(other.guid, 40)})"
+            reason = f"duplicate link {shorten(new.url)}: already imported as {other.slug}"
+            if other.guid:
+                reason += f" under guid {shorten(other.guid, 40)}"
             outcomes.append(ImportOutcome("skipped", reason, new.title, guid, other.slug,
                                           notes=candidate.notes))
             continue
