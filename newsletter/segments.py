@@ -32,11 +32,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, false, func, not_, or_, true
+from sqlalchemy import and_, false, func, not_, or_, select, true
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.errors import Problem, ProblemsError, SegmentError
-from newsletter.models import Subscriber
+from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.regions import REGION_SLUGS, normalise_region
 from newsletter.yamlsource import PathKey, YamlDocument, load_yaml
 
@@ -353,3 +354,36 @@ def check_segments(path: Path) -> list[Problem]:
     except SegmentError as exc:
         return exc.problems
     return []
+
+
+# ---------------------------------------------------------------- querying
+
+
+def default_path(project_dir: Path) -> Path:
+    return project_dir / "subscribers" / "segments.yaml"
+
+
+def audience_clause(segments: SegmentSet, name: str) -> ColumnElement[bool]:
+    """Who would receive this segment's variant: active members the segment wins."""
+    return and_(Subscriber.status == SubscriberStatus.ACTIVE, segments.assigned_clause(name))
+
+
+def count_members(session: Session, segments: SegmentSet, name: str) -> int:
+    """One COUNT(*) query; nothing is loaded into Python."""
+    query = select(func.count()).select_from(Subscriber).where(audience_clause(segments, name))
+    return int(session.scalar(query) or 0)
+
+
+def segment_counts(session: Session, segments: SegmentSet) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "rule": segments.summary(n), "description": segments.get(n).description,
+         "priority": segments.priority.index(n) + 1 if n in segments.priority else None,
+         "count": count_members(session, segments, n)}
+        for n in segments.names
+    ]
+
+
+def segment_members(session: Session, segments: SegmentSet, name: str,
+                    limit: int | None = 50) -> list[Subscriber]:
+    query = select(Subscriber).where(audience_clause(segments, name)).order_by(Subscriber.email_key)
+    return list(session.scalars(query.limit(limit) if limit is not None else query))
