@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.command("check")(check_command)
     app.command("preview")(preview_command)
+    app.command("build")(build_command)
+    app.command("demo")(demo_command)
 
 
 def _print_gate_results(build_dir: Path) -> int:
@@ -127,3 +129,61 @@ def preview_command(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _build_table(result: Any) -> Any:
+    """A Rich table of a BuildResult: variant, articles, size, gates, paths (no markup in data)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(f"{result.edition_id}: {result.title}"), title_justify="left")
+    for column, justify in (("variant", "left"), ("articles", "right"), ("size", "right"),
+                            ("gates", "left"), ("paths", "left")):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    base = Path.cwd()
+    for v in result.variants:
+        gates = v.gates.summary()
+        if v.gates.failed:
+            gates += ": " + "; ".join(v.gates.failed)
+        folder = v.html_path.parent
+        shown = folder.relative_to(base) if folder.is_relative_to(base) else folder
+        style = "red" if v.gates.failed else ("yellow" if v.gates.warnings else "green")
+        table.add_row(
+            Text(v.segment), str(len(v.articles)), f"{v.size / 1000:.1f} KB", Text(gates, style=style),
+            Text(f"{shown}/{v.segment}.{{html,txt,eml}}"),
+        )
+    return table
+
+
+def build_command(
+    manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (default: build/<edition>).")
+    ] = None,
+) -> None:
+    """Build every segment's email: DIR/<segment>.html, .txt, .eml and DIR/build.json.
+
+    Exit 1 when any variant fails a quality gate (the files are still written)."""
+    from newsletter.build import BuildGateFailed, build_edition
+    from newsletter.commands.common import console
+
+    try:
+        result = build_edition(manifest, settings(), out_dir=out)
+    except BuildGateFailed as exc:
+        console.print(_build_table(exc.result))
+        raise
+    console.print(_build_table(result))
+    console.print(f"wrote {len(result.variants)} variants and build.json to {result.out_dir}", markup=False)
+
+
+def demo_command() -> None:
+    """Run the offline demo: build the sample edition (issues/2026-12.yaml) into build/."""
+    from newsletter.commands.common import console
+    from newsletter.demo import run_demo
+
+    report = run_demo(settings())
+    if report.build is not None:
+        console.print(_build_table(report.build))
+    for note in report.notes:
+        console.print(note, markup=False)
+
