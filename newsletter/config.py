@@ -68,6 +68,8 @@ class Settings(BaseModel):
     batch_size: int = Field(default=1000, ge=1, le=1000)
     max_retries: int = Field(default=6, ge=0)
     request_timeout: float = Field(default=30.0, gt=0)
+    retry_backoff_seconds: float = Field(default=1.0, ge=0)  # first retry delay after 5xx / no connection
+    retry_backoff_max_seconds: float = Field(default=60.0, ge=0)  # cap of the exponential backoff
     secret: SecretStr | None = None  # HMAC key for unsubscribe tokens (NEWSLETTER_SECRET)
 
     # Scheduling

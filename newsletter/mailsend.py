@@ -107,7 +107,7 @@ def helper_mail(
     )
     if options.reply_to:
         mail.reply_to = ReplyTo(options.reply_to)
-    for category in _categories(variant):
+    for category in reversed(_categories(variant)):  # add_category inserts at the front
         mail.add_category(Category(category))
     tracking = TrackingSettings()
     tracking.click_tracking = ClickTracking(options.click_tracking, options.click_tracking)

@@ -1,0 +1,173 @@
+"""Sending an edition: frozen audience, exactly one variant per member, resume, reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from newsletter.db import Database
+from newsletter.delivery import list_runs, run_report, send_edition
+from newsletter.errors import GateFailed, TransportAuthError
+from newsletter.models import Batch, Recipient, SendRun, Subscriber
+from newsletter.tokens import UNSUBSCRIBE, token_secret, verify_token
+from newsletter.transports.base import ConnectionFailed, OutcomeUnknown, TransportResponse
+from newsletter.transports.memory import MemoryTransport
+from delivery_support import make_project, project_settings, seed_members
+
+
+@pytest.fixture
+def setup(tmp_path: Path, db: Database, db_url: str):  # type: ignore[no-untyped-def]
+    build = make_project(tmp_path)
+    settings = project_settings(tmp_path, db_url, batch_size=10, concurrency=3)
+    return build, settings
+
+
+def test_every_active_member_gets_one_variant_and_excluded_are_counted(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    active = seed_members(db, {"wales": 25, "scotland": 12, "london": 3},
+                          {"unsubscribed": 2, "bounced": 1, "complained": 1})
+    transport = MemoryTransport()
+    reports = send_edition(db, settings, build, transport=transport)
+    assert sorted(transport.recipients()) == sorted(active)
+    by_segment = {r.segment: r for r in reports}
+    assert by_segment["wales"].accepted == 25 and by_segment["wales"].batches == 3
+    assert by_segment["wales"].excluded == {"unsubscribed": 2, "bounced": 1, "complained": 1, "erased": 0}
+    assert all(r.status == "finished" and r.uncertain == 0 for r in reports)
+    # each request is one variant, at most batch_size personalizations, segment in custom_args
+    for request in transport.delivered:
+        body = request.json()
+        assert len(body["personalizations"]) <= 10
+        assert {p["custom_args"]["segment"] for p in body["personalizations"]} == {request.segment}
+        assert body["categories"] == ["2026-12", request.segment]
+        assert "-first_name-" in body["content"][1]["value"]
+
+
+def test_personalization_substitutions_and_unsubscribe_headers(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    seed_members(db, {"wales": 7})
+    transport = MemoryTransport()
+    send_edition(db, settings, build, transport=transport)
+    secret = token_secret(db, settings)
+    with db.session() as session:
+        names = dict(session.execute(select(Subscriber.email, Subscriber.id)).all())
+    for p in transport.personalizations():
+        email = p["to"][0]["email"]
+        subs = p["substitutions"]
+        assert subs["-email-"] == email
+        assert subs["-first_name-"] in (f"First{email[6:-12]}", "colleague")
+        token = subs["-unsubscribe_url-"].rsplit("/u/", 1)[1]
+        assert subs["-unsubscribe_url-"].startswith("https://news.example.org/u/")
+        assert verify_token(secret, token, UNSUBSCRIBE) == names[email]
+        assert p["headers"] == {"List-Unsubscribe": f"<{subs['-unsubscribe_url-']}>",
+                                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        assert p["custom_args"]["subscriber_id"] == str(names[email])
+        assert "," not in p["to"][0].get("name", "")
+
+
+def test_rerun_of_finished_send_sends_nothing(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    seed_members(db, {"wales": 15})
+    send_edition(db, settings, build, transport=MemoryTransport())
+    again = MemoryTransport()
+    reports = send_edition(db, settings, build, transport=again)
+    assert again.requests == []
+    assert sum(r.sent_now for r in reports) == 0 and sum(r.accepted for r in reports) == 15
+
+
+def test_frozen_audience_does_not_change_on_resume(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    seed_members(db, {"wales": 12})
+    first = MemoryTransport(script=[TransportResponse(202), ConnectionFailed("down")], handler=lambda r: TransportResponse(400, {}, "bad"))
+    send_edition(db, settings.model_copy(update={"max_retries": 0}), build, transport=first, segments=["wales"])
+    seed_members(db, {"london": 0, "wales": 0})
+    with db.session() as session:  # a member who joins after the freeze is not added
+        session.add(Subscriber(email="late@example.org", email_key="late@example.org", region="wales"))
+    reports = run_report(db, "2026-12")
+    assert reports[0].audience == 12
+
+
+def test_failed_4xx_kept_and_retryable_failures_resume(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    active = seed_members(db, {"wales": 30})
+    flaky = MemoryTransport(script=[TransportResponse(400, {}, '{"errors":[{"message":"bad"}]}'),
+                                    TransportResponse(500), TransportResponse(500)])
+    reports = send_edition(db, settings.model_copy(update={"max_retries": 0, "concurrency": 1}), build,
+                           transport=flaky, segments=["wales"])
+    assert reports[0].failed == 30 and reports[0].accepted == 0 and reports[0].status == "finished"
+    with db.session() as session:
+        bodies = session.scalars(select(Batch.response_body).where(Batch.response_status == 400)).all()
+    assert bodies == ['{"errors":[{"message":"bad"}]}']
+    again = MemoryTransport()
+    reports = send_edition(db, settings, build, transport=again, segments=["wales"])
+    assert reports[0].failed == 10 and reports[0].accepted == 20  # the 5xx batch went; the 400 stays failed
+    assert flaky.recipients() == [] and len(set(again.recipients())) == 20
+    assert set(again.recipients()) < set(active)
+
+
+def test_uncertain_batches_are_resent_only_when_asked(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    active = seed_members(db, {"wales": 20})
+    first = MemoryTransport(script=[OutcomeUnknown("timeout after sending")])
+    reports = send_edition(db, settings.model_copy(update={"concurrency": 1}), build, transport=first, segments=["wales"])
+    assert reports[0].uncertain == 10 and "timeout after sending" in reports[0].problems[0]
+    second = MemoryTransport()
+    assert send_edition(db, settings, build, transport=second, segments=["wales"])[0].uncertain == 10
+    assert second.requests == []
+    third = MemoryTransport()
+    reports = send_edition(db, settings, build, transport=third, segments=["wales"], resend_uncertain=True)
+    assert reports[0].accepted == 20 and reports[0].uncertain == 0
+    assert sorted(first.recipients() + third.recipients()) == sorted(active)
+
+
+def test_auth_error_stops_the_send_and_keeps_batches_pending(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    seed_members(db, {"wales": 30})
+    denied = MemoryTransport(handler=lambda r: TransportResponse(401, {}, "unauthorized"))
+    with pytest.raises(TransportAuthError) as info:
+        send_edition(db, settings.model_copy(update={"concurrency": 1}), build, transport=denied, segments=["wales"])
+    assert len(denied.requests) == 1 and "API key" in str(info.value)
+    report = run_report(db, "2026-12")[0]
+    assert report.pending == 30 and report.status == "sending"
+
+
+def test_rate_limited_batch_waits_and_goes(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    active = seed_members(db, {"wales": 20})
+    limited = MemoryTransport(script=[TransportResponse(429, {"Retry-After": "0"})] * 3)
+    reports = send_edition(db, settings, build, transport=limited, segments=["wales"])
+    assert sorted(limited.recipients()) == sorted(active) and reports[0].accepted == 20
+
+
+def test_changed_build_file_is_refused(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    (build / "wales.html").write_text("tampered", "utf-8")
+    with pytest.raises(GateFailed):
+        send_edition(db, settings, build, transport=MemoryTransport())
+
+
+def test_dry_run_and_confirmation_write_nothing(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    build, settings = setup
+    seed_members(db, {"wales": 4, "london": 2}, {"erased": 1})
+    plans = []
+    reports = send_edition(db, settings, build, transport=MemoryTransport(), dry_run=True)
+    assert {r.segment: r.audience for r in reports} == {"scotland": 0, "wales": 4, "london": 2}
+    assert send_edition(db, settings, build, transport=MemoryTransport(),
+                        confirm=lambda plan: plans.append(plan) or False) == []
+    assert plans[0].audience == 6 and plans[0].excluded["erased"] == 1
+    assert list_runs(db) == []
+
+
+def test_one_variant_per_member_when_segments_overlap(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path)
+    (tmp_path / "subscribers" / "segments.yaml").write_text(
+        "priority: [scotland, wales, london]\nsegments:\n  scotland: {rule: {region: scotland}}\n"
+        "  wales: {rule: {any: [{region: wales}, {region: scotland}]}}\n  london: {rule: {region: london}}\n")
+    settings = project_settings(tmp_path, db_url)
+    seed_members(db, {"scotland": 5, "wales": 5})
+    transport = MemoryTransport()
+    send_edition(db, settings, build, transport=transport)
+    assert Counter(transport.recipients()).most_common(1)[0][1] == 1
+    assert {r.segment: r.accepted for r in list_runs(db)} == {"scotland": 5, "wales": 5, "london": 0}
