@@ -15,11 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from newsletter.commands.common import settings
-from newsletter.errors import GateFailed, NewsletterError
-
-EXIT_MANIFEST = 2
-EXIT_GATES = 1
-
+from newsletter.errors import GateFailed, InputError, NewsletterError
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
@@ -64,8 +60,8 @@ def check_command(
         print(str(problem))
     errors = sum(p.severity == "error" for p in problems)
     if errors:
-        print(f"{manifest}: {errors} problem{'s' if errors != 1 else ''}; nothing built")
-        raise typer.Exit(EXIT_MANIFEST)
+        raise InputError(f"{manifest}: {errors} problem{'s' if errors != 1 else ''} in the manifest; nothing built",
+                         hint="fix the lines above and run check again")
     print(f"{manifest}: manifest OK")
     try:
         from newsletter.build import build_edition
@@ -76,13 +72,12 @@ def check_command(
         out = Path(tmp)
         try:
             build_edition(manifest, cfg, out_dir=out)
-        except GateFailed as exc:
+        except GateFailed:
             _print_gate_results(out)
-            print(f"gates: {exc.message}")
-            raise typer.Exit(EXIT_GATES) from None
+            raise
         failures = _print_gate_results(out)
-    if failures:
-        raise typer.Exit(EXIT_GATES)
+    if failures:  # build_edition raises on failures; this guards a build that only records them
+        raise GateFailed(f"{failures} quality gate(s) failed")
     print("gates: all passed")
 
 
@@ -113,11 +108,11 @@ def preview_command(
             failure = exc
         path = write_preview(build_dir, out)
     print(f"preview written: {path}")
+    if failure is not None and not serve:
+        raise failure
     if failure is not None:
         print(f"warning: {failure.message}")
     if not serve:
-        if failure is not None:
-            raise typer.Exit(EXIT_GATES)
         return
     url, server = serve_preview(path, port)
     print(f"serving {url} (Ctrl-C to stop)", flush=True)
