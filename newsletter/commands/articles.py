@@ -49,7 +49,9 @@ def list_articles(
         print_json([a.model_dump(mode="json") for a in articles])
         return
     table = Table(title=f"{len(articles)} article(s)")
-    for column in ("slug", "date", "title", "author", "tags", "regions"):
+    table.add_column("slug", no_wrap=True)
+    table.add_column("date", no_wrap=True)
+    for column in ("title", "author", "tags", "regions"):
         table.add_column(column, overflow="fold")
     for a in articles:
         table.add_row(
