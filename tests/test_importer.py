@@ -1,0 +1,174 @@
+"""Importing members from messy spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.db import Database
+from newsletter.errors import ImportFileError
+from newsletter.importer import import_file
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.privacy import erase
+from newsletter.subscribers import find_subscriber, set_status, unsubscribe
+
+MESSY_DIR = Path(__file__).resolve().parent / "data"
+
+MESSY = MESSY_DIR / "imports" / "messy.csv"
+EXPECTED_REJECTS = [
+    (3, "invalid email address: The part after the @-sign contains invalid characters: '@'."),
+    (4, "invalid email address: The part after the @-sign is not valid. It should have a period."),
+    (5, "missing email address"),
+]
+
+
+def members(db: Database) -> dict[str, Subscriber]:
+    with db.session() as session:
+        return {s.email: s for s in session.scalars(select(Subscriber).where(Subscriber.email.is_not(None)))}
+
+
+def test_messy_export_imports_with_exact_counts_and_reasons(db: Database, tmp_path: Path) -> None:
+    report = tmp_path / "rejects.csv"
+    result = import_file(db, MESSY, report_path=report)
+    assert result.counts() == {"imported": 5, "updated": 0, "unchanged": 0, "duplicates": 1, "rejected": 3}
+    assert [(r.row, r.reason) for r in result.rejects] == EXPECTED_REJECTS
+    assert result.warnings == []
+    stored = members(db)
+    assert set(stored) == {"alice.jones@example.org", "dai.evans@example.org", "eve@example.org",
+                           "siobhán.ní@example.org", "zoe.lee@example.org"}
+    assert stored["dai.evans@example.org"].first_name == "Dai; the Data"  # quoted ';'
+    assert stored["dai.evans@example.org"].region == "wales"  # alias "Cymru"
+    assert stored["siobhán.ní@example.org"].region == "northern-ireland"  # alias "NI"
+    assert stored["zoe.lee@example.org"].first_name == "Zoë"
+    assert stored["zoe.lee@example.org"].last_name == "Léger"
+    eve = stored["eve@example.org"]
+    assert eve.first_name == '=HYPERLINK("http://evil.example","click")'  # stored as plain text
+    assert eve.organisation == "<script>alert(1)</script>"
+    assert stored["alice.jones@example.org"].attributes == {"committee": "digital"}
+    assert all(s.status == SubscriberStatus.ACTIVE for s in stored.values())
+    # the rejects report keeps the rows (row number, reason, original cells)
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["row", "reason", "E-mail Address"]
+    assert [(int(r[0]), r[1]) for r in rows[1:]] == EXPECTED_REJECTS
+    assert rows[1][2] == "bob@@x"
+
+
+def test_second_run_changes_nothing(db: Database) -> None:
+    import_file(db, MESSY)
+    before = {e: (s.first_name, s.last_name, s.region, s.updated_at) for e, s in members(db).items()}
+    again = import_file(db, MESSY)
+    assert again.counts() == {"imported": 0, "updated": 0, "unchanged": 5, "duplicates": 1, "rejected": 3}
+    after = {e: (s.first_name, s.last_name, s.region, s.updated_at) for e, s in members(db).items()}
+    assert after == before
+
+
+def test_small_chunks_give_the_same_result(db: Database) -> None:
+    result = import_file(db, MESSY, chunk_rows=2)
+    assert result.counts() == {"imported": 5, "updated": 0, "unchanged": 0, "duplicates": 1, "rejected": 3}
+    assert import_file(db, MESSY, chunk_rows=3).counts()["unchanged"] == 5
+
+
+def test_dry_run_writes_nothing(db: Database) -> None:
+    result = import_file(db, MESSY, dry_run=True)
+    assert result.counts()["imported"] == 5
+    assert members(db) == {}
+
+
+def test_import_never_reactivates_suppressed_members(db: Database, tmp_path: Path) -> None:
+    import_file(db, MESSY)
+    with db.write_session() as session:
+        unsubscribe(session, "alice.jones@example.org")
+        set_status(session, find_subscriber(session, "zoe.lee@example.org"), SubscriberStatus.BOUNCED,
+                   actor="webhook", reason="hard bounce")
+        set_status(session, find_subscriber(session, "eve@example.org"), SubscriberStatus.COMPLAINED,
+                   actor="webhook", reason="spam report")
+        erase(session, "dai.evans@example.org")
+    changed = tmp_path / "again.csv"
+    changed.write_text(
+        "Email,First Name,Region\n"
+        "Alice.Jones@example.org,Alicia,london\n"
+        "zoe.lee@example.org,Zoe,north east\n"
+        "eve@example.org,Eve,SE\n"
+        "dai.evans@example.org,Dai,wales\n", "utf-8")
+    result = import_file(db, changed)
+    assert result.counts() == {"imported": 0, "updated": 3, "unchanged": 0, "duplicates": 0, "rejected": 1}
+    assert result.rejects[0].row == 5
+    assert "erased" in result.rejects[0].reason
+    stored = members(db)
+    assert stored["alice.jones@example.org"].first_name == "Alicia"  # details updated …
+    assert stored["alice.jones@example.org"].status == SubscriberStatus.UNSUBSCRIBED  # … status kept
+    assert stored["zoe.lee@example.org"].status == SubscriberStatus.BOUNCED
+    assert stored["eve@example.org"].status == SubscriberStatus.COMPLAINED
+    assert "dai.evans@example.org" not in stored
+    # the original messy file again: still nobody reactivated, the erased address rejected
+    again = import_file(db, MESSY)
+    assert again.counts()["imported"] == 0
+    assert any(r.row == 6 and "erased" in r.reason for r in again.rejects)
+    with db.session() as session:
+        statuses = dict(session.execute(select(Subscriber.email_key, Subscriber.status)).all())
+    assert statuses["alice.jones@example.org"] == SubscriberStatus.UNSUBSCRIBED
+    assert statuses["zoe.lee@example.org"] == SubscriberStatus.BOUNCED
+
+
+def test_cp1252_file_is_read_with_a_warning(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "legacy.csv"
+    path.write_bytes("Email\tForename\tSurname\r\nzoe@example.org\tZoë\tLéger\r\n".encode("cp1252"))
+    result = import_file(db, path)
+    assert result.imported == 1
+    assert "Windows-1252" in result.warnings[0]
+    assert members(db)["zoe@example.org"].first_name == "Zoë"
+
+
+def test_comma_file_with_quoted_commas_and_map(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text('Correo,Name,Branch,Interest\n'
+                    'ann@example.org,"Ann Lee, MBE",Scotland,cyber\n', "utf-8")
+    with pytest.raises(ImportFileError, match="no email column"):
+        import_file(db, path)
+    result = import_file(db, path, mapping={"Correo": "email", "Interest": "attributes.topic"})
+    assert result.imported == 1
+    ann = members(db)["ann@example.org"]
+    assert (ann.first_name, ann.last_name, ann.region) == ("Ann", "Lee, MBE", "scotland")
+    assert ann.attributes == {"topic": "cyber"}
+
+
+def test_bad_region_and_date_are_rejected_with_row_numbers(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("Email,Region,Joined\na@example.org,Atlantis,\n\nb@example.org,London,31/02/2024\n"
+                    "c@example.org,London,31/01/2024\n", "utf-8")
+    result = import_file(db, path)
+    assert [(r.row, r.reason.split(" '")[0]) for r in result.rejects] == [
+        (2, "unknown region"), (4, "bad date")]
+    assert result.imported == 1
+    assert members(db)["c@example.org"].joined_at.isoformat() == "2024-01-31T00:00:00+00:00"
+
+
+def test_xlsx_import(db: Database, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["E-mail", "First Name", "Region", "Member Type"])
+    sheet.append(["Sam@Example.org", "Sam", "W Midlands", "Corporate"])
+    path = tmp_path / "members.xlsx"
+    book.save(path)
+    assert import_file(db, path).imported == 1
+    sam = members(db)["Sam@example.org"]
+    assert (sam.email_key, sam.region, sam.member_type) == ("sam@example.org", "west-midlands", "corporate")
+
+
+def test_cli_import_json(cli, project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    first = cli("subscribers", "import", str(MESSY), "--json", "--report", str(project / "rej.csv"))
+    assert first.exit_code == 0, first.stderr
+    assert {k: json.loads(first.stdout)[k] for k in ("imported", "updated", "duplicates", "rejected")} == {
+        "imported": 5, "updated": 0, "duplicates": 1, "rejected": 3}
+    second = json.loads(cli("subscribers", "import", str(MESSY), "--json").stdout)
+    assert (second["imported"], second["updated"]) == (0, 0)
+    human = cli("subscribers", "import", str(MESSY))
+    assert "row 3: invalid email address" in human.stdout
