@@ -1,9 +1,209 @@
-"""CLI commands for the delivery area."""
+"""CLI commands for the delivery area: `send`, `sends list|show`, `suppressions sync`.
+
+Thin: parse options, call newsletter.delivery / newsletter.suppressions, print. User data (subjects,
+segment names, errors from the provider) is printed without Rich markup interpretation.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from newsletter.commands.common import console, database, err_console, print_json, settings
+from newsletter.config import Settings
+from newsletter.errors import InputError, NewsletterError
+
+sends_app = typer.Typer(help="Send runs: what was sent, to how many, what failed.", no_args_is_help=True)
+suppressions_app = typer.Typer(help="Bounces, spam reports and unsubscribes kept by SendGrid.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("send")(send_command)
+    app.add_typer(sends_app, name="sends")
+    app.add_typer(suppressions_app, name="suppressions")
+
+
+class RichProgress:
+    """ProgressSink drawing recipients and batches done, rate and ETA on stderr."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("recipients"),
+            TaskProgressColumn(), TextColumn("{task.fields[batches]} batches"),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=err_console, transient=False,
+        )
+        self.task: Any = None
+        self.batches_total = 0
+        self.batches_done = 0
+
+    def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None:
+        self.batches_total, self.batches_done = total_batches, done_batches
+        self.progress.start()
+        self.task = self.progress.add_task("send", total=total_recipients, completed=done_recipients,
+                                           batches=f"{done_batches}/{total_batches}", rate="")
+
+    def advance(self, recipients: int, batches: int) -> None:
+        self.batches_done += batches
+        self.progress.update(self.task, advance=recipients, batches=f"{self.batches_done}/{self.batches_total}")
+        speed = self.progress.tasks[0].speed
+        if speed:
+            self.progress.update(self.task, rate=f"{speed:,.0f} recipients/s")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
+    if build is not None:
+        return cfg.path(build)
+    try:
+        from newsletter.build import build_edition
+        from newsletter.manifest import load_manifest
+    except ImportError:
+        raise InputError("building is not available in this version", hint="pass --build DIR (a built edition)") from None
+    edition = load_manifest(cfg.path(manifest), cfg)
+    out_dir = cfg.project_dir / "build" / edition.id
+    build_edition(cfg.path(manifest), cfg, out_dir)  # raises GateFailed when a gate fails
+    return out_dir
+
+
+def _confirm(plan: Any) -> bool:
+    table = Table(title=f"Send edition {plan.edition}?", title_justify="left")
+    for column in ("segment", "recipients", "excluded (unsubscribed/bounced/complained/erased)", "note"):
+        table.add_column(column, overflow="fold")
+    for s in plan.segments:
+        ex = s.excluded
+        table.add_row(s.segment, f"{s.audience:,}", "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased")),
+                      "frozen earlier: resumes" if s.frozen else "")
+    err_console.print(table)
+    return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
+
+
+def _print_reports(reports: list[Any], as_json: bool) -> None:
+    if as_json:
+        print_json([r.as_dict() for r in reports])
+        return
+    table = Table(show_edge=False)
+    for column in ("run", "edition", "segment", "status", "audience", "accepted", "failed", "uncertain", "pending", "sent now", "duration"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        table.add_row(str(r.run_id or "-"), r.edition, r.segment, r.status, f"{r.audience:,}", f"{r.accepted:,}",
+                      f"{r.failed:,}", f"{r.uncertain:,}", f"{r.pending + r.in_flight:,}", f"{r.sent_now:,}",
+                      f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-")
+    console.print(table)
+    for r in reports:
+        excluded = ", ".join(f"{k} {v}" for k, v in r.excluded.items() if v)
+        if excluded:
+            console.print(f"{r.segment}: excluded {excluded}", markup=False)
+        for problem in r.problems:
+            console.print(f"{r.segment}: {problem}", markup=False)
+
+
+def send_command(
+    manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
+    segment: Annotated[list[str] | None, typer.Option("--segment", help="Send only this segment (repeatable).")] = None,
+    transport: Annotated[str | None, typer.Option(help="outbox | sendgrid | memory (default: sendgrid when SENDGRID_API_KEY is set, else outbox).")] = None,
+    outbox: Annotated[Path | None, typer.Option(help="Outbox directory (default NEWSLETTER_OUTBOX_DIR or outbox/).")] = None,
+    build: Annotated[Path | None, typer.Option(help="Send this built edition (build.json) instead of building now.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the audience; freeze and send nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, not delivered.")] = False,
+    resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
+) -> None:
+    """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
+    from newsletter.delivery import SendInterrupted, send_edition
+    from newsletter.transports import make_transport
+
+    cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
+    build_dir = _build_dir(manifest, build, cfg)
+    db = database(cfg)
+    chosen = None if dry_run else make_transport(cfg, transport)
+    progress = None if (as_json or dry_run) else RichProgress()
+    try:
+        reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
+                               resend_uncertain=resend_uncertain, dry_run=dry_run,
+                               confirm=None if (yes or dry_run) else _confirm, progress=progress)
+    except SendInterrupted as stopped:
+        if progress:
+            progress.stop()
+        _print_reports(stopped.reports, as_json)
+        err_console.print("interrupted: requests in flight were recorded; run the same command again to resume", markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        if progress and progress.task is not None:
+            progress.stop()
+        db.dispose()
+    if not reports:
+        err_console.print("cancelled: nothing was sent", markup=False)
+        raise typer.Exit(1)
+    _print_reports(reports, as_json)
+    if dry_run:
+        return
+    if sum(r.sent_now for r in reports) == 0 and all(r.pending + r.in_flight == 0 for r in reports):
+        err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
+                          "(see `newsletter sends show`)", markup=False)
+    uncertain = sum(r.uncertain for r in reports)
+    if uncertain:
+        err_console.print(f"{uncertain:,} recipients are in uncertain batches (the request may have reached SendGrid); "
+                          "check SendGrid's activity, then re-run with --resend-uncertain to send them again", markup=False)
+    if any(r.failed or r.uncertain or r.pending for r in reports):
+        raise typer.Exit(1)
+
+
+@sends_app.command("list")
+def sends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every send run: edition, segment, status and counts."""
+    from newsletter.delivery import list_runs
+
+    db = database()
+    try:
+        reports = list_runs(db)
+    finally:
+        db.dispose()
+    if not reports and not as_json:
+        console.print("no sends yet", markup=False)
+        return
+    _print_reports(reports, as_json)
+
+
+@sends_app.command("show")
+def sends_show(
+    run: Annotated[str, typer.Argument(help="A run id, or an edition id for all its segments.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration."""
+    from newsletter.delivery import run_report
+
+    db = database()
+    try:
+        reports = run_report(db, run)
+    finally:
+        db.dispose()
+    _print_reports(reports, as_json)
+
+
+@suppressions_app.command("sync")
+def suppressions_sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Mark members SendGrid has bounced, blocked, reported as spam, found invalid or unsubscribed."""
+    from newsletter.suppressions import SendGridSuppressionClient, sync_suppressions
+
+    cfg = settings()
+    if cfg.sendgrid_api_key is None:
+        raise NewsletterError("suppressions sync needs SENDGRID_API_KEY", hint="set SENDGRID_API_KEY")
+    db = database(cfg)
+    try:
+        result = sync_suppressions(db, SendGridSuppressionClient(cfg.sendgrid_api_key.get_secret_value(), cfg.sendgrid_host))
+    finally:
+        db.dispose()
+    if as_json:
+        print_json(result.as_dict())
+        return
+    for key, value in result.as_dict().items():
+        console.print(f"{key}: {value}", markup=False)
