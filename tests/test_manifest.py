@@ -337,3 +337,39 @@ def test_sample_manifest_has_no_manifest_problems(project: Path) -> None:
     times = {v.segment: v.send_at for v in edition.variants}
     assert times["scotland"] == datetime(2026, 12, 3, 7, 30, tzinfo=timezone.utc)
     assert all(t == datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc) for s, t in times.items() if s != "scotland")
+
+
+def test_yaml_timestamps_are_accepted(proj: Path) -> None:
+    path = write(proj, BASE + """\
+        send_at: 2026-12-03 08:00:00
+        articles: [modern-leadership]
+        segments:
+          london: {}
+          scotland: {send_at: 2026-12-03T07:30:00Z}
+        """)
+    london, scotland = load_manifest(path, settings_for(proj)).variants
+    assert london.send_at == datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc)
+    assert scotland.send_at == datetime(2026, 12, 3, 7, 30, tzinfo=timezone.utc)
+    assert str(scotland.send_at.tzinfo) == "Europe/London"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("articles: [modern-leadership]\nsegments: [london]\n", "segments must be a mapping"),
+    ("articles: [modern-leadership]\nsegments: {london: [x]}\n", "segment 'london' must be a mapping"),
+    ("articles: modern-leadership\nsegments: {london: {}}\n", "articles must be a list"),
+    ("articles: {query: {max: 0}}\nsegments: {london: {}}\n", "max must be a whole number"),
+    ("articles: {query: {regions: [narnia]}}\nsegments: {london: {}}\n", "unknown region 'narnia'"),
+    ("articles: {query: {since: last week}}\nsegments: {london: {}}\n", "bad date 'last week'"),
+    ("articles: [modern-leadership]\nsegments: {london: {region: mars}}\n", "unknown region 'mars'"),
+    ("edition: a/b\narticles: [modern-leadership]\nsegments: {london: {}}\n", "cannot be used as a directory name"),
+])
+def test_shape_errors_are_reported_not_raised(proj: Path, extra: str, message: str) -> None:
+    text = BASE.replace('edition: "2026-12"\n', "") if extra.startswith("edition") else BASE
+    problems = [p for p in problems_for(proj, text + extra) if p.severity == "error"]
+    assert any(message in p.message for p in problems), [str(p) for p in problems]
+
+
+def test_check_missing_file(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", "issues/nope.yaml")
+    assert result.exit_code == 2
+    assert "issues/nope.yaml:1:1: error: file not found" in result.stdout
