@@ -1,0 +1,186 @@
+"""Segment rules: parsing with positions, SQL on both backends, priority, counts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, select, text
+
+from newsletter.db import Database, open_database
+from newsletter.errors import SegmentError
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.regions import REGION_SLUGS
+from newsletter.segments import count_members, load_segments
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "subscribers" / "segments.yaml"
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "segments.yaml"
+    path.write_text(body, "utf-8")
+    return path
+
+
+def seed(db: Database) -> None:
+    people = [
+        ("a@example.org", "london", "member", "Camden Council", {"committee": "digital"}, 2019),
+        ("b@example.org", "london", "associate", "camden council", {"committee": "data"}, 2021),
+        ("c@example.org", "wales", "associate", None, {}, 2023),
+        ("d@example.org", None, "student", "Uni", {"committee": "digital"}, 2024),
+        ("e@example.org", "scotland", None, None, {}, 2020),
+        ("f@example.org", "london", "member", None, {}, 2018),
+    ]
+    with db.write_session() as session:
+        for email, region, mtype, org, attrs, year in people:
+            session.add(Subscriber(email=email, email_key=email, region=region, member_type=mtype,
+                                   organisation=org, attributes=attrs,
+                                   joined_at=datetime(year, 6, 1, tzinfo=UTC)))
+        session.flush()
+        session.execute(Subscriber.__table__.update().where(Subscriber.email == "f@example.org")
+                        .values(status=SubscriberStatus.UNSUBSCRIBED))
+
+
+def emails(db: Database, clause) -> set[str]:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        return set(session.scalars(select(Subscriber.email).where(clause)))
+
+
+def test_sample_file_has_one_segment_per_region_in_priority_order() -> None:
+    seg = load_segments(SAMPLE)
+    assert seg.names[:12] == list(REGION_SLUGS)
+    assert "associates" in seg.names
+    line, col = seg.location("london")
+    assert SAMPLE.read_text().splitlines()[line - 1][col - 1:].startswith("london:")
+
+
+def test_errors_name_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, """priority: [north, wales]
+segments:
+  wales:
+    rule: {region: Cymru}
+  north:
+    rule:
+      any:
+        - region: Narnia
+        - colour: red
+        - joined_before: yesterday
+""")
+    with pytest.raises(SegmentError) as exc:
+        load_segments(path)
+    found = {(p.line, p.col, p.message.split(" '")[0].split(" ")[0]) for p in exc.value.problems}
+    messages = "\n".join(str(p) for p in exc.value.problems)
+    assert f"{path}:8:19: error: unknown region 'Narnia'" in messages
+    assert f"{path}:9:11: error: unknown rule key 'colour'" in messages
+    assert f"{path}:10:26: error: 'joined_before' needs a date" in messages
+    assert len(found) == 3
+
+
+def test_priority_must_name_known_segments(tmp_path: Path) -> None:
+    path = write(tmp_path, "priority: [wales, nowhere]\nsegments:\n  wales: {rule: {region: wales}}\n")
+    with pytest.raises(SegmentError, match=r"segments.yaml:1:19: error: priority names unknown segment"):
+        load_segments(path)
+
+
+def test_rule_trees_compile_to_sql(db: Database, tmp_path: Path) -> None:
+    seed(db)
+    path = write(tmp_path, """segments:
+  london-members:
+    rule: {region: Greater London, member_type: Member}
+  not-london:
+    rule: {not: {region: ldn}}
+  digital-or-welsh:
+    rule:
+      any:
+        - attributes: {committee: digital}
+        - region: [Cymru, alba]
+  committees:
+    rule: {attributes: {committee: [data, digital]}}
+  camden:
+    rule: {organisation: CAMDEN COUNCIL}
+  recent:
+    rule: {all: [{joined_after: 2020-12-31}, {joined_before: "2024-01-01"}]}
+""")
+    seg = load_segments(path)
+    assert seg.summary("london-members") == "region = london and member_type = member"
+    assert emails(db, seg.rule_clause("london-members")) == {"a@example.org", "f@example.org"}
+    # `not` includes members whose region is blank
+    assert emails(db, seg.rule_clause("not-london")) == {"c@example.org", "d@example.org", "e@example.org"}
+    assert emails(db, seg.rule_clause("digital-or-welsh")) == {
+        "a@example.org", "c@example.org", "d@example.org", "e@example.org"}
+    assert emails(db, seg.rule_clause("committees")) == {"a@example.org", "b@example.org", "d@example.org"}
+    assert emails(db, seg.rule_clause("camden")) == {"a@example.org", "b@example.org"}
+    assert emails(db, seg.rule_clause("recent")) == {"b@example.org", "c@example.org"}
+
+
+def test_priority_gives_each_member_exactly_one_segment(db: Database, tmp_path: Path) -> None:
+    seed(db)
+    path = write(tmp_path, """priority: [associates, london, everyone]
+segments:
+  london: {rule: {region: london}}
+  associates: {rule: {member_type: associate}}
+  everyone: {rule: {not: {region: scotland}}}
+""")
+    seg = load_segments(path)
+    assigned = {n: emails(db, seg.assigned_clause(n)) for n in seg.names}
+    assert assigned == {"associates": {"b@example.org", "c@example.org"},
+                        "london": {"a@example.org", "f@example.org"}, "everyone": {"d@example.org"}}
+    with db.session() as session:
+        # counts are of active members only (f is unsubscribed)
+        assert count_members(session, seg, "london") == 1
+
+
+def test_counting_is_one_sql_query(db: Database) -> None:
+    seed(db)
+    seg = load_segments(SAMPLE)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as session:
+            assert count_members(session, seg, "london") == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 1 and "count(*)" in queries[0].lower()
+
+
+def test_list_json_counts_match_a_direct_query(cli, project: Path, db_url: str,  # type: ignore[no-untyped-def]
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    assert cli("subscribers", "import", "subscribers/sample.csv", "--json").exit_code == 0
+    assert cli("subscribers", "unsubscribe", "marcus.okafor@example.org").exit_code == 0
+    result = cli("segments", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    direct = open_database(db_url)
+    try:
+        with direct.engine.connect() as conn:
+            for region in REGION_SLUGS:
+                n = conn.execute(text("SELECT count(*) FROM subscribers WHERE status = 'active' "
+                                      "AND region = :r"), {"r": region}).scalar()
+                assert rows[region]["count"] == n
+            n = conn.execute(text("SELECT count(*) FROM subscribers WHERE status = 'active' "
+                                  "AND member_type = 'associate'")).scalar()
+            assert rows["associates"]["count"] == n
+            total = conn.execute(select(func.count()).select_from(Subscriber)).scalar()
+    finally:
+        direct.dispose()
+    assert total == 40
+    assert rows["west-midlands"]["count"] == 2 and rows["london"]["rule"] == "region = london"
+    shown = json.loads(cli("segments", "show", "london", "--limit", "2", "--json").stdout)
+    assert shown["count"] == rows["london"]["count"] and len(shown["members"]) == 2
+
+
+def test_check_command(cli, project: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("segments", "check").exit_code == 0
+    (project / "subscribers" / "segments.yaml").write_text("segments:\n  x: {rule: {region: Mars}}\n")
+    bad = cli("segments", "check")
+    assert bad.exit_code == 2
+    assert "segments.yaml:2:22: error: unknown region 'Mars'" in bad.stderr
