@@ -1,0 +1,107 @@
+"""Subscriber store: addresses, admin actions with audit rows, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.db import Database
+from newsletter.errors import InputError, NotFound
+from newsletter.models import AuditEntry, SubscriberStatus
+from newsletter.subscribers import (
+    InvalidEmail,
+    SubscriberDetails,
+    add_subscriber,
+    escape_cell,
+    find_subscriber,
+    iter_export,
+    normalise_email,
+    resubscribe,
+    unsubscribe,
+    update_subscriber,
+    write_csv,
+)
+
+MESSY = Path(__file__).resolve().parent / "data" / "imports" / "messy.csv"
+
+
+def test_addresses_are_trimmed_and_domain_lower_cased() -> None:
+    address = normalise_email("  Mary.Smith@Example.ORG ")
+    assert (address.email, address.key) == ("Mary.Smith@example.org", "mary.smith@example.org")
+    for bad, reason in [("", "missing"), ("bob@@x", "invalid"), ("bob@localhost", "invalid"),
+                        ("a b@example.org", "invalid")]:
+        with pytest.raises(InvalidEmail, match=reason):
+            normalise_email(bad)
+
+
+def test_escape_cell() -> None:
+    assert [escape_cell(v) for v in ("=1+1", "+44", "-x", "@SUM(A1)", "\tx", "\rx", "Ann", None)] == [
+        "'=1+1", "'+44", "'-x", "'@SUM(A1)", "'\tx", "'\rx", "Ann", ""]
+
+
+def test_add_update_unsubscribe_resubscribe_with_audit(db: Database) -> None:
+    with db.write_session() as session:
+        sub = add_subscriber(session, "Ann@Example.org", SubscriberDetails(first_name="Ann", region="SE",
+                                                                            member_type=" Student "))
+        assert (sub.region, sub.member_type, sub.status) == ("south-east", "student", "active")
+        with pytest.raises(InputError, match="already a subscriber"):
+            add_subscriber(session, " ann@example.ORG", SubscriberDetails())
+        with pytest.raises(InputError, match="unknown region"):
+            update_subscriber(session, "ann@example.org", SubscriberDetails(region="Mordor"))
+        assert update_subscriber(session, "ann@example.org",
+                                 SubscriberDetails(last_name="Lee", attributes={"x": "1"})) == {
+            "last_name": "Lee", "attributes": {"x": "1"}}
+        assert unsubscribe(session, "ANN@example.org", reason="member asked by phone") is True
+        assert unsubscribe(session, "ann@example.org") is False
+        assert resubscribe(session, "ann@example.org", reason="rejoined at conference") is True
+        with pytest.raises(NotFound):
+            find_subscriber(session, "nobody@example.org")
+    with db.session() as session:
+        trail = [(a.actor, a.action, a.old_status, a.new_status, a.reason)
+                 for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert trail == [
+        ("cli", "create", None, "active", "added"),
+        ("cli", "update", None, None, "changed: attributes, last_name"),
+        ("cli", "status", "active", "unsubscribed", "member asked by phone"),
+        ("cli", "status", "unsubscribed", "active", "rejoined at conference"),
+    ]
+
+
+def test_export_escapes_formula_cells(db: Database) -> None:
+    from newsletter.importer import import_file
+
+    import_file(db, MESSY)
+    out = io.StringIO()
+    with db.session() as session:
+        assert write_csv(iter_export(session), out) == 5
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    eve = rows["eve@example.org"]
+    assert eve["first_name"] == "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    assert eve["organisation"] == "<script>alert(1)</script>"
+    assert rows["alice.jones@example.org"]["attributes"] == '{"committee": "digital"}'
+    assert rows["zoe.lee@example.org"]["first_name"] == "Zoë"
+
+
+def test_cli_admin_commands(cli, project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    added = cli("subscribers", "add", "x@example.org", "--first-name", "[bold]X[/bold]", "--region", "NW",
+                "--attr", "committee=digital", "--json")
+    assert added.exit_code == 0, added.stderr
+    assert json.loads(added.stdout)["region"] == "north-west"
+    shown = cli("subscribers", "show", "X@example.org")
+    assert "[bold]X[/bold]" in shown.stdout  # user data printed literally, not as Rich markup
+    assert cli("subscribers", "unsubscribe", "x@example.org").exit_code == 0
+    assert json.loads(cli("subscribers", "show", "x@example.org", "--json").stdout)["status"] == (
+        SubscriberStatus.UNSUBSCRIBED)
+    assert cli("subscribers", "show", "nobody@example.org").exit_code == 2
+    assert cli("subscribers", "import", str(MESSY)).exit_code == 0
+    out = project / "london.csv"
+    assert cli("subscribers", "export", "--segment", "london", "--out", str(out)).exit_code == 0
+    assert [r["email"] for r in csv.DictReader(out.open(encoding="utf-8"))] == ["alice.jones@example.org"]
+    exported = json.loads(cli("subscribers", "export", "--format", "json").stdout)
+    assert {r["email"] for r in exported} >= {"x@example.org", "eve@example.org"}
