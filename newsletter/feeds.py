@@ -89,6 +89,9 @@ def read_feed(source: str, *, timeout: float = 30.0) -> tuple[bytes, str | None]
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only)
                 data = response.read(MAX_FEED_BYTES + 1)
                 final_url = response.geturl()
+        except urllib.error.HTTPError as exc:
+            raise ArticleError(f"could not fetch feed {source}: HTTP {exc.code} {exc.reason}",
+                               hint="check the URL; nothing was imported") from None
         except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise ArticleError(f"could not fetch feed {source}: {reason}",
@@ -136,6 +139,11 @@ def canonical_link(url: str) -> str:
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if not k.lower().startswith("utm_")])
     return urlunsplit((parts.scheme.lower(), host, path, query, ""))
+
+
+def _raw(mapping: Any, key: str) -> Any:
+    """A feedparser value without its deprecated updated/published key aliasing."""
+    return dict.get(mapping, key)
 
 
 def _text(value: str | None, detail: Any) -> str:
@@ -209,11 +217,11 @@ def _candidate(entry: Any, base: str | None, fallback: datetime) -> _Candidate:
         summary = summarise(html_to_text(content))
         notes.append("no summary in the feed; " + ("made one from the content" if summary else "left empty"))
 
-    published = _parse_date(entry.get("published") or entry.get("updated"),
-                            entry.get("published_parsed") or entry.get("updated_parsed"))
+    published = _parse_date(_raw(entry, "published") or _raw(entry, "updated"),
+                            _raw(entry, "published_parsed") or _raw(entry, "updated_parsed"))
     date_problem = None
     if published is None:
-        raw = entry.get("published") or entry.get("updated")
+        raw = _raw(entry, "published") or _raw(entry, "updated")
         date_problem = f"unparsable date {shorten(str(raw), 40)!r}" if raw else "no date"
         published = fallback
 
@@ -251,8 +259,8 @@ def _feed_base(parsed: Any, feed_url: str | None) -> str | None:
 
 def _feed_date(parsed: Any, now: datetime) -> tuple[datetime, str]:
     feed = parsed.feed
-    when = _parse_date(feed.get("updated") or feed.get("published"),
-                       feed.get("updated_parsed") or feed.get("published_parsed"))
+    when = _parse_date(_raw(feed, "updated") or _raw(feed, "published"),
+                       _raw(feed, "updated_parsed") or _raw(feed, "published_parsed"))
     return (when, "the feed's date") if when else (now, "the import time")
 
 
