@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from newsletter.commands.common import console, database, err_console, print_json, settings
 from newsletter.config import Settings
-from newsletter.errors import InputError, NewsletterError
+from newsletter.errors import DeliveryError, InputError, NewsletterError
 
 sends_app = typer.Typer(help="Send runs: what was sent, to how many, what failed.", no_args_is_help=True)
 suppressions_app = typer.Typer(help="Bounces, spam reports and unsubscribes kept by SendGrid.", no_args_is_help=True)
@@ -74,12 +75,12 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
 
 
 def _confirm(plan: Any) -> bool:
-    table = Table(title=f"Send edition {plan.edition}?", title_justify="left")
+    table = Table(title=Text(f"Send edition {plan.edition}?"), title_justify="left")
     for column in ("segment", "recipients", "excluded (unsubscribed/bounced/complained/erased)", "note"):
         table.add_column(column, overflow="fold")
     for s in plan.segments:
         ex = s.excluded
-        table.add_row(s.segment, f"{s.audience:,}", "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased")),
+        table.add_row(Text(s.segment), f"{s.audience:,}", "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased")),
                       "frozen earlier: resumes" if s.frozen else "")
     err_console.print(table)
     return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
@@ -89,11 +90,11 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
         return
-    table = Table(show_edge=False)
-    for column in ("run", "edition", "segment", "status", "audience", "accepted", "failed", "uncertain", "pending", "sent now", "duration"):
+    table = Table(show_edge=False, title=Text(f"edition {', '.join(sorted({r.edition for r in reports}))}"), title_justify="left")
+    for column in ("run", "segment", "status", "audience", "accepted", "failed", "uncertain", "pending", "sent now", "duration"):
         table.add_column(column, overflow="fold")
     for r in reports:
-        table.add_row(str(r.run_id or "-"), r.edition, r.segment, r.status, f"{r.audience:,}", f"{r.accepted:,}",
+        table.add_row(str(r.run_id or "-"), Text(r.segment), r.status, f"{r.audience:,}", f"{r.accepted:,}",
                       f"{r.failed:,}", f"{r.uncertain:,}", f"{r.pending + r.in_flight:,}", f"{r.sent_now:,}",
                       f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-")
     console.print(table)
@@ -134,15 +135,14 @@ def send_command(
         if progress:
             progress.stop()
         _print_reports(stopped.reports, as_json)
-        err_console.print("interrupted: requests in flight were recorded; run the same command again to resume", markup=False)
-        raise typer.Exit(130) from None
+        err_console.print("requests in flight were recorded; run the same command again to resume", markup=False)
+        raise KeyboardInterrupt from None  # the root CLI prints "interrupted" and exits 130
     finally:
         if progress and progress.task is not None:
             progress.stop()
         db.dispose()
     if not reports:
-        err_console.print("cancelled: nothing was sent", markup=False)
-        raise typer.Exit(1)
+        raise DeliveryError("cancelled: nothing was sent", hint="pass --yes to send without asking")
     _print_reports(reports, as_json)
     if dry_run:
         return
@@ -150,11 +150,16 @@ def send_command(
         err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
                           "(see `newsletter sends show`)", markup=False)
     uncertain = sum(r.uncertain for r in reports)
-    if uncertain:
-        err_console.print(f"{uncertain:,} recipients are in uncertain batches (the request may have reached SendGrid); "
-                          "check SendGrid's activity, then re-run with --resend-uncertain to send them again", markup=False)
-    if any(r.failed or r.uncertain or r.pending for r in reports):
-        raise typer.Exit(1)
+    failed = sum(r.failed for r in reports)
+    waiting = sum(r.pending + r.in_flight for r in reports)
+    if uncertain or failed or waiting:
+        raise DeliveryError(
+            f"not delivered: {failed:,} failed, {uncertain:,} uncertain, {waiting:,} still pending or in flight "
+            "(see the problems above)",
+            hint="run the same command again to retry pending and retryable batches; uncertain batches may "
+            "already have reached SendGrid: check its activity feed, then add --resend-uncertain to send them again"
+            if uncertain else "run the same command again to retry pending and retryable batches",
+        )
 
 
 @sends_app.command("list")
