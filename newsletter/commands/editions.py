@@ -131,21 +131,22 @@ def _build_table(result: Any) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"{result.edition_id}: {result.title}"), title_justify="left")
+    folder = result.out_dir
+    base = Path.cwd()
+    shown = folder.relative_to(base) if folder.is_relative_to(base) else folder
+    table = Table(title=Text(f"{result.edition_id}: {result.title}"), title_justify="left",
+                  caption=Text(f"files in {shown}/"), caption_justify="left")
     for column, justify in (("variant", "left"), ("articles", "right"), ("size", "right"),
                             ("gates", "left"), ("paths", "left")):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    base = Path.cwd()
     for v in result.variants:
         gates = v.gates.summary()
         if v.gates.failed:
             gates += ": " + "; ".join(v.gates.failed)
-        folder = v.html_path.parent
-        shown = folder.relative_to(base) if folder.is_relative_to(base) else folder
         style = "red" if v.gates.failed else ("yellow" if v.gates.warnings else "green")
         table.add_row(
             Text(v.segment), str(len(v.articles)), f"{v.size / 1000:.1f} KB", Text(gates, style=style),
-            Text(f"{shown}/{v.segment}.{{html,txt,eml}}"),
+            Text(f"{v.html_path.name} .txt .eml"),
         )
     return table
 
