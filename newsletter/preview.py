@@ -40,7 +40,7 @@ section.variant h2{margin:0 0 8px;font-size:18px}
 .inbox .from{font-weight:600}
 .inbox .subject{font-weight:600;color:#1d2330}
 .inbox .preheader{color:#5c6677}
-.meta{color:#5c6677;margin:0 0 8px}
+.meta{color:#5c6677;margin:0 0 8px;max-width:975px;overflow-wrap:anywhere}
 .gates .fail{color:#a4001d;font-weight:600}
 .gates .warn{color:#8a5a00}
 .frames{display:flex;gap:16px;align-items:flex-start}
@@ -75,6 +75,18 @@ def _read_part(build_dir: Path, name: Any) -> str:
     return path.read_text("utf-8", "replace") if path.is_file() else ""
 
 
+# Hide the frame's own scrollbar (the page still scrolls) so the email's viewport is exactly
+# 600 / 375 px wide, as in a mail client, instead of that minus the scrollbar.
+FRAME_STYLE = "<style>html{scrollbar-width:none}::-webkit-scrollbar{display:none}</style>"
+
+
+def _framed(email_html: str) -> str:
+    lower = email_html.lower()
+    at = lower.find("<head")
+    at = lower.find(">", at) + 1 if at != -1 else 0
+    return email_html[:at] + FRAME_STYLE + email_html[at:]
+
+
 def with_sample_values(text: str) -> str:
     for token, value in SAMPLE_VALUES.items():
         text = text.replace(token, value)
@@ -82,7 +94,7 @@ def with_sample_values(text: str) -> str:
 
 
 def _variant_section(build_dir: Path, segment: str, info: dict[str, Any]) -> str:
-    email_html = with_sample_values(_read_part(build_dir, info.get("html")))
+    email_html = _framed(with_sample_values(_read_part(build_dir, info.get("html"))))
     text = with_sample_values(_read_part(build_dir, info.get("text")))
     gates = info.get("gates") or {}
     failed = [str(g) for g in gates.get("failed") or ()]
