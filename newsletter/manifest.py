@@ -113,6 +113,7 @@ def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, li
     articles, article_problems = load_article_dir(path.parent / "articles")
     a = Analysis(doc, settings, articles)
     a.problems.extend(article_problems)
+    a.broken = {f.stem for f in (path.parent / "articles").glob("*.md")} - set(articles)
     data = doc.data
     if not isinstance(data, dict):
         a.error((), "a manifest must be a mapping of field: value", "start from issues/2026-12.yaml")

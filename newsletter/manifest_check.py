@@ -176,6 +176,7 @@ class Analysis:
         self.doc = doc
         self.settings = settings
         self.articles = articles
+        self.broken: set[str] = set()  # slugs whose files exist but failed to load
         self.problems: list[Problem] = list(doc.duplicate_keys)
 
     def error(self, at: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
@@ -208,7 +209,9 @@ class Analysis:
             self.error(at, f"article slug must be text, not {value!r}")
             return None
         article = self.articles.get(value.strip())
-        if article is None:
+        if article is None and value.strip() in self.broken:
+            self.error(at, f"article {value!r} could not be loaded", "fix the problems reported in its file")
+        elif article is None:
             hint = suggest(value.strip(), tuple(self.articles), "") or "run `newsletter articles list` to see the slugs"
             self.error(at, f"unknown article {value!r}", hint)
         return article
@@ -288,7 +291,7 @@ def run_query(a: Analysis, at: PathKey, q: Any, *, exclude: set[str]) -> list[Ar
     found = filter_articles(a.articles, tags=[str(t) for t in tags], since=since, regions=regions)
     found = [art for art in found if art.slug not in exclude]
     if not found:
-        a.warn(at, "this query selects no articles", "loosen the tags, regions or since date")
+        a.warn(at, "this query adds no articles", "loosen the tags, regions or since date")
     return found[:limit] if limit else found
 
 
