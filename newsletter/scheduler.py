@@ -14,18 +14,19 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import func, select, update
 
@@ -113,11 +114,21 @@ class TolerantJobStore(SQLAlchemyJobStore):
             super().start(scheduler, alias)
 
 
+class DaemonScheduler(BackgroundScheduler):
+    """APScheduler 3 runs one more job-processing round after shutdown() (and then crashes on
+    removing a fired job); a stopped scheduler must not fire anything."""
+
+    def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()  # type: ignore[no-any-return]
+
+
 def make_scheduler(db: Database, *, threads: int = 8) -> BackgroundScheduler:
-    """A scheduler over the database job store ("default") plus an in-memory store ("local")
-    for the daemon's own housekeeping. Jobs always run, however late: the job itself decides
+    """The daemon's scheduler: the database job store ("default") plus an in-memory store
+    ("local") for its own housekeeping. Jobs always run, however late: the job itself decides
     whether it is past the misfire grace and records it (APScheduler would skip silently)."""
-    return BackgroundScheduler(
+    return DaemonScheduler(
         jobstores={
             "default": TolerantJobStore(engine=db.engine, tablename=JOB_TABLE),
             "local": MemoryJobStore(),
@@ -128,18 +139,8 @@ def make_scheduler(db: Database, *, threads: int = 8) -> BackgroundScheduler:
     )
 
 
-@contextmanager
-def job_registry(db: Database) -> Iterator[BackgroundScheduler]:
-    """A paused scheduler for adding or removing jobs in the database store (runs nothing)."""
-    scheduler = make_scheduler(db, threads=1)
-    scheduler.start(paused=True)
-    try:
-        yield scheduler
-    finally:
-        scheduler.shutdown(wait=False)
-
-
 def register_job(scheduler: BackgroundScheduler, edition: str, segment: str, at: datetime) -> None:
+    """Add or replace a send's job through a running scheduler (the daemon)."""
     scheduler.add_job(
         JOB_FUNC, trigger=DateTrigger(run_date=at, timezone=UTC), args=[edition, segment],
         id=job_id(edition, segment), name=f"send {edition} to {segment}",
@@ -147,11 +148,35 @@ def register_job(scheduler: BackgroundScheduler, edition: str, segment: str, at:
     )
 
 
-def remove_job(scheduler: BackgroundScheduler, edition: str, segment: str) -> None:
-    try:
-        scheduler.remove_job(job_id(edition, segment), jobstore="default")
-    except JobLookupError:
-        pass
+class JobRegistry:
+    """Writes jobs straight into the database job store, without starting a scheduler (a
+    started one, even paused, can fire due jobs while shutting down)."""
+
+    def __init__(self, db: Database) -> None:
+        self._scheduler = make_scheduler(db, threads=1)  # never started: only owns the jobs
+        self.store = TolerantJobStore(engine=db.engine, tablename=JOB_TABLE)
+        self.store.start(self._scheduler, "default")
+
+    def put(self, edition: str, segment: str, at: datetime) -> None:
+        job = Job(
+            self._scheduler, id=job_id(edition, segment), func=JOB_FUNC,
+            trigger=DateTrigger(run_date=at, timezone=UTC), executor="default",
+            args=(edition, segment), kwargs={}, name=f"send {edition} to {segment}",
+            misfire_grace_time=None, coalesce=True, max_instances=1, next_run_time=at,
+        )
+        try:
+            self.store.update_job(job)
+        except JobLookupError:
+            try:
+                self.store.add_job(job)
+            except ConflictingIdError:
+                self.store.update_job(job)
+
+    def remove(self, edition: str, segment: str) -> None:
+        self.store.remove_job(job_id(edition, segment))
+
+    def jobs(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.store.get_all_jobs()}
 
 
 # ------------------------------------------------------------------ schedule
@@ -286,9 +311,9 @@ def schedule_edition(
                     setattr(row, key, value)
             else:
                 raise ScheduleError(f"{edition.id}:{plan.segment} is {row.state}; not rescheduled")
-    with job_registry(db) as scheduler:
-        for plan in plans:
-            register_job(scheduler, edition.id, plan.segment, plan.send_at)
+    registry = JobRegistry(db)
+    for plan in plans:
+        registry.put(edition.id, plan.segment, plan.send_at)
     for plan in plans:
         log.info("scheduled %s:%s for %s", edition.id, plan.segment, describe(plan.send_at, plan.zone))
     return [i for i in list_schedule(db, settings, edition=edition.id) if i.segment in
@@ -380,10 +405,10 @@ def cancel(
             db, row.edition, row.segment, S.CANCELLED, expect=CANCELLABLE, note="cancelled"
         ):
             log.info("cancelled %s:%s", row.edition, row.segment)
-    with job_registry(db) as scheduler:
-        for row in rows:
-            if row.state not in (S.SENDING, S.SENT):
-                remove_job(scheduler, row.edition, row.segment)
+    registry = JobRegistry(db)
+    for row in rows:
+        if row.state not in (S.SENDING, S.SENT):
+            registry.remove(row.edition, row.segment)
     return [i for i in list_schedule(db, settings, edition=edition, estimate=False)
             if segment is None or i.segment == segment]
 
@@ -395,9 +420,9 @@ def move(
     """Give one segment a new send time (also re-arms a missed, cancelled or failed send)."""
     row = _rows(db, edition, segment)[0]
     if row.state not in MOVABLE:
-        hint = ("the edition changed after scheduling: schedule the manifest again"
-                if row.state == S.STALE else None)
-        raise ScheduleError(f"{edition}:{segment} is {row.state}; it cannot be moved", hint=hint)
+        why = ("; the edition changed after scheduling: schedule the manifest again"
+               if row.state == S.STALE else "")
+        raise ScheduleError(f"{edition}:{segment} is {row.state}; it cannot be moved{why}")
     when = parse_send_time(at, row.zone)
     require_future(when, row.zone, now or datetime.now(UTC))
     if row.send_window and not SendWindow.parse(row.send_window).contains(when, row.zone):
@@ -407,7 +432,6 @@ def move(
     if not set_state(db, edition, segment, S.SCHEDULED, expect=[row.state], send_at=when,
                      owner=None, heartbeat_at=None):
         raise ScheduleError(f"{edition}:{segment} changed state meanwhile; try again")
-    with job_registry(db) as scheduler:
-        register_job(scheduler, edition, segment, when)
+    JobRegistry(db).put(edition, segment, when)
     log.info("moved %s:%s to %s", edition, segment, describe(when, row.zone))
     return info_of(_rows(db, edition, segment)[0])

@@ -31,7 +31,7 @@ from newsletter.config import Settings
 from newsletter.db import Database, open_database
 from newsletter.models import ScheduledSend, ScheduleState
 from newsletter.scheduler import (
-    ScheduledSendInfo, info_of, job_id, make_scheduler, register_job, remove_job, set_state,
+    JobRegistry, ScheduledSendInfo, info_of, job_id, make_scheduler, register_job, set_state,
     variant_hashes,
 )
 from newsletter.timeparse import SendWindow, describe
@@ -305,13 +305,9 @@ def run_once(ctx: DaemonContext) -> None:
     due = due_sends(ctx)
     for edition, segment in due:
         execute_send(ctx, edition, segment)
-    scheduler = make_scheduler(ctx.db, threads=1)
-    scheduler.start(paused=True)
-    try:
-        for edition, segment in due:
-            remove_job(scheduler, edition, segment)
-    finally:
-        scheduler.shutdown(wait=False)
+    registry = JobRegistry(ctx.db)
+    for edition, segment in due:
+        registry.remove(edition, segment)
 
 
 def run_daemon(ctx: DaemonContext, *, poll_seconds: float = 5.0,

@@ -1,0 +1,261 @@
+"""Scheduling an edition, and what a due job does (sent, missed, stale, failed, resumed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from newsletter.config import Settings, load_settings
+from newsletter.db import Database, open_database
+from newsletter.errors import NotFound, ScheduleError
+from newsletter.models import ScheduledSend
+from newsletter.scheduler import JobRegistry, cancel, list_schedule, move, schedule_edition
+from newsletter.scheduler_daemon import DaemonContext, execute_send, resume_orphans
+from scheduling_support import EDITION, MEMBERS, add_members, install_edition, set_send_at
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class Recorder:
+    """Stands in for delivery: records what it was asked to send."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.sent: list[tuple[str, str, Path]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, send) -> str | None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.sent.append((send.edition, send.segment, send.build_dir))
+        if self.fail:
+            raise self.fail
+        return None
+
+
+@pytest.fixture
+def env(project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Database, Path]]:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    manifest = install_edition(project)
+    settings = load_settings()
+    db = open_database(db_url)
+    add_members(db)
+    yield settings, db, manifest
+    db.dispose()
+
+
+def ctx_for(settings: Settings, db: Database, deliver: Recorder, *, grace: int = 30,
+            at: datetime | None = None) -> DaemonContext:
+    ctx = DaemonContext(db, settings, deliver, timedelta(minutes=grace))
+    if at is not None:
+        ctx.clock = lambda: at
+    return ctx
+
+
+def soon(minutes: int = 10) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+def state(db: Database, segment: str) -> ScheduledSend:
+    with db.session() as session:
+        row = session.query(ScheduledSend).filter_by(edition=EDITION, segment=segment).one()
+    return row
+
+
+def test_schedule_freezes_the_build_and_registers_one_job_per_segment(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    infos = schedule_edition(db, settings, manifest, at="2099-01-05 08:00")
+    assert [(i.segment, i.state) for i in infos] == [
+        ("east", "scheduled"), ("london", "scheduled"), ("scotland", "scheduled")]
+    assert {i.send_at for i in infos} == {datetime(2099, 1, 5, 8, 0, tzinfo=UTC)}
+    build = json.loads((infos[0].build_dir / "build.json").read_text())
+    assert {i.variant_sha256 for i in infos if i.segment == "east"} == {build["variants"]["east"]["sha256"]}
+    assert {i.segment: i.audience for i in infos} == {k: len(v) for k, v in MEMBERS.items()}
+    jobs = JobRegistry(db).jobs()
+    assert jobs == {f"{EDITION}:{s}": datetime(2099, 1, 5, 8, 0, tzinfo=UTC) for s in MEMBERS}
+
+    # Scheduling again replaces the rows and jobs instead of adding more.
+    schedule_edition(db, settings, manifest, segments=["east"], at="2099-01-06 09:30")
+    jobs = JobRegistry(db).jobs()
+    assert len(jobs) == 3 and jobs[f"{EDITION}:east"] == datetime(2099, 1, 6, 9, 30, tzinfo=UTC)
+    assert len(list_schedule(db, settings)) == 3
+
+
+@pytest.mark.parametrize(("at", "utc"), [
+    ("2027-03-29 08:00", datetime(2027, 3, 29, 7, 0, tzinfo=UTC)),   # day after spring forward
+    ("2026-10-26 08:00", datetime(2026, 10, 26, 8, 0, tzinfo=UTC)),  # day after fall back
+])
+def test_local_times_land_on_the_right_utc_instant(env, at: str, utc: datetime) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    now = utc - timedelta(days=30)
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=at, now=now)
+    assert info.send_at == utc
+    assert info.to_json()["send_at_local"].startswith(at.replace(" ", "T"))
+
+
+def test_impossible_past_and_out_of_window_times_are_refused(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    early = datetime(2027, 1, 1, tzinfo=UTC)
+    with pytest.raises(ScheduleError, match=r"did you mean 2027-03-28 02:30 BST \(01:30 UTC\)"):
+        schedule_edition(db, settings, manifest, at="2027-03-28 01:30", now=early)
+    with pytest.raises(ScheduleError, match="happens twice"):
+        schedule_edition(db, settings, manifest, at="2026-10-25 01:30", now=early - timedelta(days=365))
+    with pytest.raises(ScheduleError, match="in the past"):
+        schedule_edition(db, settings, manifest, at="2020-01-01 08:00")
+    with pytest.raises(ScheduleError, match="outside its send window 07:00-20:00"):
+        schedule_edition(db, settings, manifest, at="2099-01-05 21:00", window="07:00-20:00")
+    with pytest.raises(NotFound, match="wales"):
+        schedule_edition(db, settings, manifest, segments=["wales"], at="2099-01-05 08:00")
+    assert list_schedule(db, settings) == []
+
+
+def test_a_due_job_sends_once_and_is_recorded_sent(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    deliver = Recorder()
+    ctx = ctx_for(settings, db, deliver, at=info.send_at + timedelta(seconds=5))
+    assert execute_send(ctx, EDITION, "east") == "sent"
+    assert deliver.sent == [(EDITION, "east", info.build_dir)]
+    assert execute_send(ctx, EDITION, "east") == "sent"  # a second firing sends nothing
+    assert len(deliver.sent) == 1
+
+
+def test_two_schedulers_firing_the_same_job_send_once(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["london"], at=soon())
+    deliver = Recorder()
+    contexts = [ctx_for(settings, db, deliver, at=info.send_at) for _ in range(4)]
+    threads = [threading.Thread(target=execute_send, args=(c, EDITION, "london")) for c in contexts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(deliver.sent) == 1
+    assert state(db, "london").state == "sent"
+
+
+def test_past_the_grace_it_is_missed_and_nothing_is_sent(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    schedule_edition(db, settings, manifest, segments=["east", "london"], at=soon())
+    due = datetime.now(UTC) - timedelta(hours=2)
+    set_send_at(db, EDITION, "east", due)
+    set_send_at(db, EDITION, "london", due + timedelta(minutes=100))  # 20 min late: within grace
+    deliver = Recorder()
+    ctx = ctx_for(settings, db, deliver, grace=30)
+    assert execute_send(ctx, EDITION, "east") == "missed"
+    assert execute_send(ctx, EDITION, "london") == "sent"
+    assert [s for _, s, _ in deliver.sent] == ["london"]
+    east = {i.segment: i for i in list_schedule(db, settings)}["east"]
+    assert east.state == "missed" and "beyond the misfire grace of 30 min" in (east.note or "")
+
+
+def test_outside_the_send_window_at_run_time_it_is_missed(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"],
+                              at="2099-01-05 19:50", window="07:00-20:00")
+    deliver = Recorder()
+    ctx = ctx_for(settings, db, deliver, at=info.send_at + timedelta(minutes=15))  # 20:05 GMT
+    assert execute_send(ctx, EDITION, "east") == "missed"
+    assert deliver.sent == [] and "outside the send window" in (state(db, "east").note or "")
+
+
+def test_an_article_changed_after_scheduling_makes_the_job_stale(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["scotland"], at=soon())
+    article = manifest.parent / "articles" / "leading-change.md"
+    article.write_text(article.read_text().replace("Small wins", "Big wins"))
+    deliver = Recorder()
+    ctx = ctx_for(settings, db, deliver, at=info.send_at)
+    assert execute_send(ctx, EDITION, "scotland") == "stale"
+    assert deliver.sent == []
+    assert "changed after scheduling" in (state(db, "scotland").note or "")
+    with pytest.raises(ScheduleError, match="schedule the manifest again"):
+        move(db, settings, EDITION, "scotland", soon(20))
+    # Scheduling again approves the new text.
+    [again] = schedule_edition(db, settings, manifest, segments=["scotland"], at=soon())
+    assert again.state == "scheduled" and again.build_dir != info.build_dir
+    assert execute_send(ctx_for(settings, db, deliver, at=again.send_at), EDITION, "scotland") == "sent"
+
+
+def test_a_tampered_frozen_build_is_stale(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    html = info.build_dir / "east.html"
+    html.write_text(html.read_text().replace("digest", "DIGEST"))
+    deliver = Recorder()
+    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") == "stale"
+    assert deliver.sent == []
+
+
+def test_a_delivery_error_marks_it_failed_and_move_rearms_it(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    ctx = ctx_for(settings, db, Recorder(fail=RuntimeError("provider down")), at=info.send_at)
+    assert execute_send(ctx, EDITION, "east") == "failed"
+    assert "provider down" in (state(db, "east").note or "")
+    moved = move(db, settings, EDITION, "east", soon(30))
+    assert moved.state == "scheduled" and moved.send_at > info.send_at
+
+
+def test_cancel_and_move(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    schedule_edition(db, settings, manifest, at="2099-01-05 08:00")
+    moved = move(db, settings, EDITION, "london", "2099-01-05 07:15")
+    assert moved.send_at == datetime(2099, 1, 5, 7, 15, tzinfo=UTC)
+    cancelled = cancel(db, settings, EDITION, "east")
+    assert [(i.segment, i.state) for i in cancelled] == [("east", "cancelled")]
+    jobs = JobRegistry(db).jobs()
+    assert jobs == {f"{EDITION}:london": datetime(2099, 1, 5, 7, 15, tzinfo=UTC),
+                    f"{EDITION}:scotland": datetime(2099, 1, 5, 8, 0, tzinfo=UTC)}
+    deliver = Recorder()
+    ctx = ctx_for(settings, db, deliver, at=datetime(2099, 1, 5, 8, 0, tzinfo=UTC))
+    assert execute_send(ctx, EDITION, "east") == "cancelled" and deliver.sent == []
+    cancel(db, settings, EDITION)
+    assert {i.state for i in list_schedule(db, settings)} == {"cancelled"}
+    with pytest.raises(NotFound):
+        cancel(db, settings, "1999-01")
+    with pytest.raises(ScheduleError, match="in the past"):
+        move(db, settings, EDITION, "east", "2001-01-01 08:00")
+
+
+def _mark_sending(db: Database, segment: str, owner: str, heartbeat: datetime) -> None:
+    with db.write_session() as session:
+        session.execute(update(ScheduledSend).where(ScheduledSend.segment == segment).values(
+            state="sending", owner=owner, heartbeat_at=heartbeat))
+
+
+def test_a_send_left_sending_by_a_dead_daemon_is_resumed_once(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    schedule_edition(db, settings, manifest, segments=["east", "london"], at=soon())
+    host = socket.gethostname()
+    _mark_sending(db, "east", f"{host}:99999999:dead", datetime.now(UTC))       # process gone
+    _mark_sending(db, "london", f"{host}:{os.getppid()}:live", datetime.now(UTC))  # alive
+    deliver = Recorder()
+    assert resume_orphans(ctx_for(settings, db, deliver)) == [f"{EDITION}:east"]
+    assert [s for _, s, _ in deliver.sent] == ["east"]
+    assert state(db, "east").state == "sent" and state(db, "london").state == "sending"
+    # A live owner that stopped renewing its heartbeat (another host, hung) is taken over too.
+    _mark_sending(db, "london", "elsewhere:1:x", datetime.now(UTC) - timedelta(minutes=5))
+    assert resume_orphans(ctx_for(settings, db, deliver)) == [f"{EDITION}:london"]
+    assert resume_orphans(ctx_for(settings, db, deliver)) == []
+
+
+def test_real_delivery_through_the_outbox(env) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.scheduler_daemon import context_for
+
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    ctx = context_for(settings, db=db, clock=lambda: info.send_at)
+    assert execute_send(ctx, EDITION, "east") == "sent"
+    files = sorted((settings.resolved_outbox_dir / EDITION / "east").glob("*.json"))
+    emails = [to["email"] for f in files for p in json.loads(f.read_text())["personalizations"]
+              for to in p["to"]]
+    assert sorted(emails) == sorted(MEMBERS["east"])
+    assert "5 accepted" in (state(db, "east").note or "")
