@@ -20,7 +20,7 @@ from newsletter.articles import Article, filter_articles
 from newsletter.config import Settings
 from newsletter.errors import Problem, ProblemsError
 from newsletter.regions import REGION_SLUGS, normalise_region
-from newsletter.yamlsource import PathKey, YamlDocument, load_yaml
+from newsletter.yamlsource import PathKey, YamlDocument
 
 TEMPLATE_ENTRY = "email.mjml.j2"
 QUERY_FIELDS = ("tags", "regions", "since", "max")
@@ -143,30 +143,17 @@ def segments_file(project_dir: Path) -> Path:
 
 
 def defined_segments(project_dir: Path) -> tuple[list[str] | None, list[Problem]]:
-    """Segment names from subscribers/segments.yaml: (None, []) when the file does not exist."""
+    """Segment names from subscribers/segments.yaml: (None, []) when the file does not exist;
+    (None, its problems) when it cannot be loaded."""
+    from newsletter.segments import load_segments
+
     path = segments_file(project_dir)
     if not path.is_file():
         return None, []
     try:
-        from newsletter.segments import load_segments
-    except ImportError:
-        return _segment_keys(path)
-    try:
         return list(load_segments(path).names), []
     except ProblemsError as exc:
         return None, list(exc.problems)
-
-
-def _segment_keys(path: Path) -> tuple[list[str] | None, list[Problem]]:
-    # TODO: only used while newsletter.segments.load_segments is unavailable; remove once it lands.
-    try:
-        doc = load_yaml(path)
-    except ProblemsError as exc:
-        return None, list(exc.problems)
-    data = doc.data
-    if isinstance(data, dict) and isinstance(data.get("segments"), dict):
-        return [str(k) for k in data["segments"]], []
-    return None, []
 
 
 class Analysis:

@@ -375,3 +375,10 @@ def test_check_missing_file(project: Path, cli) -> None:  # type: ignore[no-unty
     result = cli("check", "issues/nope.yaml")
     assert result.exit_code == 2
     assert "issues/nope.yaml:1:1: error: file not found" in result.stdout
+
+
+def test_broken_segments_file_is_reported(proj: Path) -> None:
+    (proj / "subscribers").mkdir()
+    (proj / "subscribers" / "segments.yaml").write_text("segments: [unclosed\n")
+    problems = problems_for(proj, BASE + "articles: [modern-leadership]\nsegments: {london: {}}\n")
+    assert problems and all(p.file.endswith("segments.yaml") for p in problems)
