@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
+        # With standalone_mode=False, `raise typer.Exit(n)` in a command comes back as a return value.
+        if isinstance(result, int):
+            return result
     except NewsletterError as exc:
         if debug:
             raise

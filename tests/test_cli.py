@@ -54,3 +54,18 @@ def test_console_script_runs(project) -> None:
         [sys.executable, "-m", "newsletter.cli", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_exit_codes_raised_by_commands_are_kept(cli) -> None:
+    import typer
+
+    from newsletter.cli import app
+
+    @app.command("exit-three", hidden=True)
+    def _exit_three() -> None:
+        raise typer.Exit(3)
+
+    try:
+        assert cli("exit-three").exit_code == 3
+    finally:
+        app.registered_commands.pop()
