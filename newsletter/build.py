@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -128,14 +129,19 @@ def _fingerprint(edition: Any, settings: Settings, template: Template) -> str:
         part(f"article:{slug}", path.read_bytes() if path.is_file() else b"")
     part("template", template_sha256(template.directory).encode())
     part("settings", json.dumps(template_settings(settings), sort_keys=True).encode())
+    part("pipeline", _pipeline_versions().encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _pipeline_versions() -> str:
     versions = {"newsletter": __version__}
     for name in PIPELINE_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "-"
-    part("pipeline", json.dumps(versions, sort_keys=True).encode())
-    return digest.hexdigest()
+    return json.dumps(versions, sort_keys=True)
 
 
 def inputs_fingerprint(manifest_path: Path, settings: Settings) -> str:

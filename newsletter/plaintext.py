@@ -12,6 +12,9 @@ import re
 import textwrap
 from html.parser import HTMLParser
 
+import lxml.html
+from lxml import etree
+
 WIDTH = 72
 BLOCK_TAGS = {
     "p", "div", "table", "tr", "td", "th", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -118,11 +121,31 @@ def _render_block(block: str) -> list[str]:
     return lines
 
 
+def _walk(collector: _Collector, html: str) -> None:
+    """Drive the collector from lxml's parse tree (several times faster than feeding HTMLParser
+    the same document); comments and processing instructions are skipped."""
+    root = lxml.html.document_fromstring(html)
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        if not isinstance(element.tag, str):  # comment or processing instruction
+            if event == "end" and element.tail:
+                collector.handle_data(element.tail)
+            continue
+        tag = element.tag.lower()
+        if event == "start":
+            collector.handle_starttag(tag, list(element.attrib.items()))
+            if element.text and tag not in VOID_TAGS:
+                collector.handle_data(element.text)
+        else:
+            collector.handle_endtag(tag)
+            if element.tail:
+                collector.handle_data(element.tail)
+
+
 def html_to_text(html: str) -> str:
     """The readable plain-text version of an HTML email (see module docstring)."""
     collector = _Collector()
-    collector.feed(html)
-    collector.close()
+    if html.strip():
+        _walk(collector, html)
     raw = "".join(collector.parts)
     paragraphs = [_render_block(block) for block in raw.split(PARA)]
     out = "\n\n".join("\n".join(lines) for lines in paragraphs if lines)

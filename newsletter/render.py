@@ -100,8 +100,12 @@ def template_dir(settings: Settings, name: str) -> Path:
     return settings.project_dir / "templates" / name
 
 
+_loaded: dict[tuple[str, str], Template] = {}
+
+
 def load_template(settings: Settings, name: str) -> Template:
-    """The template `templates/<name>/`; InputError naming the path when it is missing or broken."""
+    """The template `templates/<name>/`; InputError naming the path when it is missing or broken.
+    Compiled templates are reused while the directory's files are unchanged (keyed by content)."""
     directory = template_dir(settings, name)
     entry = directory / ENTRY
     if not entry.is_file():
@@ -110,6 +114,15 @@ def load_template(settings: Settings, name: str) -> Template:
             hint=f"create {entry} or set `template:` in the manifest to a folder under "
             f"{settings.project_dir / 'templates'}",
         )
+    key = (str(directory.resolve()), template_sha256(directory))
+    if key not in _loaded:
+        if len(_loaded) > 32:
+            _loaded.clear()
+        _loaded[key] = _compile_template(name, directory)
+    return _loaded[key]
+
+
+def _compile_template(name: str, directory: Path) -> Template:
     theme = dict(DEFAULT_THEME)
     meta_path = directory / METADATA
     if meta_path.is_file():
