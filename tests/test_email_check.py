@@ -40,3 +40,17 @@ def test_every_sample_variant_passes_email_check(project: Path, tmp_path: Path) 
         fails = [line for line in output.splitlines() if line.startswith("FAIL")]
         assert fails == [] and code == 0, f"{eml.name}:\n{output}"
         assert "overflow-375: scrollWidth" in output and " 0 failed" in output
+
+
+@pytest.mark.skipif(not EMAIL_CHECK.is_file(), reason=f"email-check not found at {EMAIL_CHECK}")
+def test_hostile_article_passes_email_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Script and & in the title, an img tag and a 200-character URL in the summary, Welsh and
+    emoji text: no script, no relative URL, no overflow at 375 px."""
+    from buildproject import make_build_project
+
+    root = make_build_project(tmp_path / "p", monkeypatch)
+    result = build_edition(root / "issues" / "edition.yaml", load_settings(root))
+    eml, code, output = run_check(result.variant("wales").eml_path, tmp_path)
+    assert code == 0, output
+    for check in ("no-script", "absolute-urls", "overflow-375", "text-no-html"):
+        assert f"PASS {check}" in output, output
