@@ -1,0 +1,122 @@
+"""Faults against a loopback SendGrid stub: every member delivered exactly once, or reported.
+
+The stub records every personalization it processed. Uncertain batches (the request may have been
+processed) are reported and only re-sent with --resend-uncertain, so the tests account for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from delivery_support import make_project, project_settings, seed_members
+from newsletter.db import Database
+from newsletter.delivery import run_report, send_edition
+from newsletter.models import Batch, BatchStatus, Recipient
+from newsletter.transports.sendgrid import SendGridTransport
+from stub_sendgrid import StubSendGrid
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _members_of(db: Database, status: str) -> set[str]:
+    with db.session() as session:
+        return set(session.scalars(
+            select(Recipient.email).join(Batch, Batch.id == Recipient.batch_id).where(Batch.status == status)))
+
+
+def test_429_burst_500s_timeout_and_dropped_connection(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 50})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=2, request_timeout=0.5)
+    script = ["429", "429", "429", "500", "500", "timeout", "drop", "500"]
+    with StubSendGrid(script, slow=1.0) as stub:
+        transport = SendGridTransport("SG.test-key", stub.url, timeout=0.5)
+        reports = send_edition(db, settings, build, transport=transport)
+        first = list(stub.recorded)
+        assert Counter(first).most_common(1)[0][1] == 1  # nobody twice
+        assert reports[0].accepted == 40 and reports[0].uncertain == 10 and len(reports[0].problems) == 2
+        uncertain = _members_of(db, BatchStatus.UNCERTAIN.value)
+        assert set(active) - set(first) <= uncertain  # the missing ones are reported, not lost
+        assert len(set(active) - set(first)) == 5  # the dropped request was not processed
+
+        before = stub.requests
+        again = send_edition(db, settings, build, transport=transport)
+        assert stub.requests == before and again[0].sent_now == 0 and again[0].uncertain == 10
+
+        resent = send_edition(db, settings, build, transport=transport, resend_uncertain=True)
+        assert resent[0].accepted == 50 and resent[0].uncertain == 0
+        counts = Counter(stub.recorded)
+        assert set(counts) == set(active)
+        # only the timed-out batch (processed, then re-sent on request) arrives twice: the documented cost
+        assert len([e for e, n in counts.items() if n == 2]) == 5
+
+
+def _send_process(tmp_path: Path, db_url: str, stub_url: str, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "NEWSLETTER_PROJECT_DIR": str(tmp_path), "NEWSLETTER_DATABASE_URL": db_url,
+           "SENDGRID_API_KEY": "SG.test-key", "SENDGRID_HOST": stub_url, "NEWSLETTER_BATCH_SIZE": "5",
+           "NEWSLETTER_CONCURRENCY": "2", "NEWSLETTER_MAX_REQUESTS_PER_SECOND": "1000",
+           "NEWSLETTER_RETRY_BACKOFF_SECONDS": "0.01", "NEWSLETTER_REQUEST_TIMEOUT": "5"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter.cli", "send", "x.yaml", "--build", "build/2026-12",
+         "--transport", "sendgrid", "--yes", "--json", *extra],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_kill_9_at_several_points_then_send_again(tmp_path: Path, db: Database, db_url: str) -> None:
+    make_project(tmp_path, segments=("wales", "london"))
+    active = seed_members(db, {"wales": 40, "london": 12})
+    points = ["kill-before", "kill-after-record", "kill-after-response"]
+    with StubSendGrid(["ok", points[0], "ok", points[1], "ok", points[2]]) as stub:
+        for _ in points:
+            proc = _send_process(tmp_path, db_url, stub.url)
+            stub.kill = lambda proc=proc: os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+            assert proc.returncode == -signal.SIGKILL
+        final = _send_process(tmp_path, db_url, stub.url)
+        out, err = final.communicate(timeout=60)
+    counts = Counter(stub.recorded)
+    assert max(counts.values()) == 1, "a member was sent twice"
+    uncertain = _members_of(db, BatchStatus.UNCERTAIN.value)
+    assert set(active) - set(counts) <= uncertain, "a member is missing and not reported"
+    assert set(counts) | uncertain == set(active)
+    assert uncertain, "the batches in flight at each kill are reported"
+    assert len(uncertain) <= 3 * 2 * 5  # at most one batch per sending thread per kill
+    reports = run_report(db, "2026-12")
+    assert sum(r.accepted + r.uncertain for r in reports) == len(active)
+    # reported on the command line, not silently re-sent
+    assert final.returncode == 1 and "--resend-uncertain" in err
+
+
+@pytest.mark.slow
+def test_two_concurrent_senders_send_once(tmp_path: Path, db: Database, db_url: str) -> None:
+    make_project(tmp_path)
+    active = seed_members(db, {"wales": 60, "scotland": 25, "london": 15})
+    with StubSendGrid(delay=0.02) as stub:
+        procs = [_send_process(tmp_path, db_url, stub.url) for _ in range(2)]
+        results = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert sorted(stub.recorded) == sorted(active)
+    assert sum(r.accepted for r in run_report(db, "2026-12")) == 100
+
+
+def test_rerun_of_finished_send_says_so(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 7})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    first = cli("send", "x.yaml", "--build", "build/2026-12", "--yes")
+    assert first.exit_code == 0 and len(list((tmp_path / "outbox" / "2026-12" / "wales").glob("*.json"))) == 1
+    again = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--json")
+    assert again.exit_code == 0 and "nothing to send" in again.stderr
+    assert json.loads(again.stdout)[0]["sent_now"] == 0
