@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-from html.parser import HTMLParser
 
 import lxml.html
 from lxml import etree
@@ -28,9 +27,10 @@ PARA = "\x00P\x00"  # paragraph-break marker inside the collected text
 LINE = "\x00L\x00"  # forced line break (<br>)
 
 
-class _Collector(HTMLParser):
+class _Collector:
+    """Turns start/end/data events into text parts (driven by _walk over lxml's tree)."""
+
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.stack: list[tuple[str, bool]] = []  # (tag, hides its content)
         self.hidden_depth = 0
