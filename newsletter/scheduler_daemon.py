@@ -44,6 +44,7 @@ S = ScheduleState
 Deliver = Callable[[ScheduledSendInfo], str | None]
 HEARTBEAT_INTERVAL = timedelta(seconds=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+LOST_JOB_AFTER = timedelta(seconds=60)
 
 
 def delivery_sender(db: Database, settings: Settings) -> Deliver:
@@ -283,11 +284,16 @@ def due_sends(ctx: DaemonContext) -> list[tuple[str, str]]:
 
 
 def sync_jobs(ctx: DaemonContext, scheduler: object) -> None:
-    """Every 'scheduled' row has a job at its time (the rows are the truth)."""
+    """Every 'scheduled' row has a job at its time (the rows are the truth). A job that has just
+    fired is gone from the store while its row still says 'scheduled', so a due row without a
+    job only gets a new one once it has been due for LOST_JOB_AFTER."""
+    now = ctx.clock()
     with ctx.db.session() as session:
         rows = session.scalars(select(ScheduledSend).where(ScheduledSend.state == S.SCHEDULED)).all()
     for row in rows:
         job = scheduler.get_job(job_id(row.edition, row.segment), jobstore="default")  # type: ignore[attr-defined]
+        if job is None and now - LOST_JOB_AFTER < row.send_at <= now:
+            continue  # most likely fired a moment ago and running now
         if job is None or job.next_run_time is None or abs(
             (job.next_run_time - row.send_at).total_seconds()
         ) > 1:

@@ -145,7 +145,8 @@ def run(
     from newsletter.scheduler_daemon import context_for, run_daemon, run_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = settings()
     ctx = context_for(cfg, db=database(cfg), grace_minutes=grace)
     if once:
