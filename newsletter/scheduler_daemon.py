@@ -30,10 +30,8 @@ from sqlalchemy import select, update
 from newsletter.config import Settings
 from newsletter.db import Database, open_database
 from newsletter.models import ScheduledSend, ScheduleState
-from newsletter.scheduler import (
-    JobRegistry, ScheduledSendInfo, info_of, job_id, make_scheduler, register_job, set_state,
-    variant_hashes,
-)
+from newsletter.scheduler import ScheduledSendInfo, info_of, set_state, variant_hashes
+from newsletter.scheduler_jobs import JobRegistry, job_id, make_scheduler, register_job
 from newsletter.timeparse import SendWindow, describe
 
 log = logging.getLogger("newsletter.scheduler")

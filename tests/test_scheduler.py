@@ -17,8 +17,9 @@ from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend
-from newsletter.scheduler import JobRegistry, cancel, list_schedule, move, schedule_edition
+from newsletter.scheduler import cancel, list_schedule, move, schedule_edition
 from newsletter.scheduler_daemon import DaemonContext, execute_send, resume_orphans
+from newsletter.scheduler_jobs import JobRegistry
 from scheduling_support import EDITION, MEMBERS, add_members, install_edition, set_send_at
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -259,3 +260,57 @@ def test_real_delivery_through_the_outbox(env) -> None:  # type: ignore[no-untyp
               for to in p["to"]]
     assert sorted(emails) == sorted(MEMBERS["east"])
     assert "5 accepted" in (state(db, "east").note or "")
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def test_cli_schedule_list_move_cancel(env, cli) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    # The issue's spelling: `newsletter schedule MANIFEST ...` (same as `schedule add`).
+    result = cli("schedule", "issues/edition.yaml", "--segment", "east", "--segment", "london",
+                 "--at", "2099-01-05 08:00", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [(i["segment"], i["send_at_utc"]) for i in json.loads(result.stdout)] == [
+        ("east", "2099-01-05T08:00:00+00:00"), ("london", "2099-01-05T08:00:00+00:00")]
+    result = cli("schedule", "add", "issues/edition.yaml", "--segment", "scotland",
+                 "--at", "2099-07-01T07:30+01:00")
+    assert result.exit_code == 0, result.stderr
+    assert "scheduled 2099-01:scotland for 2099-07-01 07:30 BST (06:30 UTC)" in result.stdout
+
+    result = cli("schedule", "move", EDITION, "--segment", "east", "--at", "2099-01-05 07:00")
+    assert result.exit_code == 0 and "2099-01-05 07:00 GMT (07:00 UTC)" in result.stdout
+    result = cli("schedule", "cancel", EDITION, "--segment", "london")
+    assert result.exit_code == 0 and "cancelled" in result.stdout
+
+    listed = json.loads(cli("schedule", "list", "--json").stdout)
+    assert [(i["segment"], i["state"], i["send_at_local"], i["audience"]) for i in listed] == [
+        ("east", "scheduled", "2099-01-05T07:00:00+00:00", 5),
+        ("london", "cancelled", "2099-01-05T08:00:00+00:00", 2),
+        ("scotland", "scheduled", "2099-07-01T07:30:00+01:00", 3),
+    ]
+    table = cli("schedule", "list").stdout
+    assert "scotland" in table and "BST" in table and "cancelled" in table
+
+
+def test_cli_errors_are_clear(env, cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("schedule", "issues/edition.yaml", "--at", "2027-03-28 01:30")
+    assert result.exit_code == 2
+    assert "did you mean 2027-03-28 02:30 BST (01:30 UTC)?" in result.stderr
+    result = cli("schedule", "issues/edition.yaml", "--at", "2020-06-01 08:00")
+    assert result.exit_code == 2 and "in the past" in result.stderr
+    result = cli("schedule", "cancel", "1999-01")
+    assert result.exit_code == 2 and "nothing scheduled for edition 1999-01" in result.stderr
+    result = cli("schedule", "issues/missing.yaml", "--at", "2099-01-05 08:00")
+    assert result.exit_code == 2 and "missing.yaml" in result.stderr
+
+
+def test_cli_scheduler_run_once_sends_what_is_due(env, cli) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    assert cli("schedule", "issues/edition.yaml", "--at", soon()).exit_code == 0
+    set_send_at(db, EDITION, "london", datetime.now(UTC) - timedelta(minutes=5))
+    result = cli("scheduler", "run", "--once")
+    assert result.exit_code == 0, result.stderr
+    states = {i["segment"]: i["state"] for i in json.loads(cli("schedule", "list", "--json").stdout)}
+    assert states == {"east": "scheduled", "london": "sent", "scotland": "scheduled"}
+    assert set(JobRegistry(db).jobs()) == {f"{EDITION}:east", f"{EDITION}:scotland"}
