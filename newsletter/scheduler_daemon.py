@@ -222,7 +222,7 @@ def owner_alive(ctx: DaemonContext, owner: str | None, heartbeat: datetime | Non
     if not owner:
         return False
     if owner == ctx.owner:
-        return False  # ours, but not in ctx.running (checked by the caller): left over
+        return True  # this process: the send is running in one of our threads
     if heartbeat is None or ctx.clock() - heartbeat > HEARTBEAT_TIMEOUT:
         return False
     host, _, rest = owner.partition(":")

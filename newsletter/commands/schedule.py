@@ -29,7 +29,8 @@ class ScheduleGroup(TyperGroup):
 
 schedule_app = typer.Typer(
     cls=ScheduleGroup, no_args_is_help=True,
-    help="Schedule an edition (`schedule MANIFEST`), list, cancel or move scheduled sends.",
+    help="Schedule an edition: `newsletter schedule MANIFEST [--segment S]... [--at TIME]` "
+         "(short for `schedule add`); list, cancel or move scheduled sends.",
 )
 scheduler_app = typer.Typer(no_args_is_help=True, help="Run the scheduler daemon.")
 
