@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, func, insert, literal, select, text
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -102,42 +102,58 @@ def _json_object(dialect: str, *pairs: object) -> ColumnElement[object]:
     return fn(*pairs)  # type: ignore[no-any-return]
 
 
-def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str, clause: ColumnElement[bool]) -> None:
+def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str, clause: ColumnElement[bool], size: int) -> int:
+    """Batches for the eligible members, then every recipient with its batch in one INSERT ... SELECT
+    (batch = row number // size). Returns the number of recipients."""
+    expected = session.scalar(select(func.count()).select_from(Subscriber).where(_eligible(clause))) or 0
+    _add_batches(session, run_id, 0, expected, size)
     first = func.coalesce(func.nullif(func.trim(Subscriber.first_name), ""), FIRST_NAME_FALLBACK)
     full = func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, "")
     # Recipient names may not contain ";" or "," (SendGrid limitation).
     name = func.nullif(func.trim(func.replace(func.replace(full, ",", " "), ";", " ")), "")
-    source = select(
-        literal(run_id),
-        literal(edition),
-        Subscriber.id,
-        Subscriber.email,
-        name,
-        _json_object(dialect, "first_name", first),
-    ).where(_eligible(clause)).order_by(Subscriber.id)
-    columns = ["run_id", "edition", "subscriber_id", "email", "name", "substitutions"]
-    stmt_factory = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = stmt_factory(Recipient).from_select(columns, source).on_conflict_do_nothing()
-    session.execute(stmt)
-
-
-def _make_batches(session: Session, run_id: int, count: int, size: int) -> None:
-    if count == 0:
-        return
-    rows = [
-        {"run_id": run_id, "seq": seq, "recipient_count": min(size, count - seq * size)}
-        for seq in range((count + size - 1) // size)
-    ]
-    session.execute(insert(Batch), rows)
-    session.execute(
-        text(
-            "UPDATE recipients SET batch_id = b.id "
-            "FROM (SELECT id AS rid, (row_number() OVER (ORDER BY id) - 1) / :size AS seq "
-            "      FROM recipients WHERE run_id = :run) AS t, batches AS b "
-            "WHERE recipients.id = t.rid AND b.run_id = :run AND b.seq = t.seq"
-        ),
-        {"run": run_id, "size": size},
+    ranked = select(
+        Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
+        _json_object(dialect, "first_name", first).label("subs"),
+        ((func.row_number().over(order_by=Subscriber.id) - 1) // size).label("seq"),
+    ).where(_eligible(clause)).subquery()
+    source = (
+        select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
+        .select_from(ranked.outerjoin(Batch, (Batch.run_id == run_id) & (Batch.seq == ranked.c.seq)))
+        .where(text("1 = 1"))  # SQLite: an INSERT ... SELECT with a join needs a WHERE before ON CONFLICT
     )
+    columns = ["run_id", "edition", "subscriber_id", "email", "name", "substitutions", "batch_id"]
+    stmt_factory = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(stmt_factory(Recipient).from_select(columns, source).on_conflict_do_nothing())
+    count = session.scalar(select(func.count()).where(Recipient.run_id == run_id)) or 0
+    if session.scalar(select(func.count()).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))):
+        _assign_stragglers(session, run_id, size)  # members who became eligible between count and insert
+    if count != expected:  # some skipped (already frozen for another segment) or added: recount
+        session.execute(
+            update(Batch).where(Batch.run_id == run_id).values(recipient_count=select(func.count()).where(
+                Recipient.run_id == run_id, Recipient.batch_id == Batch.id).scalar_subquery()))
+        session.execute(delete(Batch).where(Batch.run_id == run_id, Batch.recipient_count == 0))
+    return count
+
+
+def _add_batches(session: Session, run_id: int, first_seq: int, count: int, size: int) -> None:
+    rows = [
+        {"run_id": run_id, "seq": first_seq + i, "recipient_count": min(size, count - i * size)}
+        for i in range((count + size - 1) // size)
+    ]
+    if rows:
+        session.execute(insert(Batch), rows)
+
+
+def _assign_stragglers(session: Session, run_id: int, size: int) -> None:
+    ids = list(session.scalars(select(Recipient.id).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))
+                               .order_by(Recipient.id)))
+    next_seq = (session.scalar(select(func.max(Batch.seq)).where(Batch.run_id == run_id)) or -1) + 1
+    for i in range(0, len(ids), size):
+        chunk = ids[i:i + size]
+        _add_batches(session, run_id, next_seq, len(chunk), size)
+        batch_id = session.scalar(select(Batch.id).where(Batch.run_id == run_id, Batch.seq == next_seq))
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk)).values(batch_id=batch_id))
+        next_seq += 1
 
 
 def _find_run(session: Session, edition: str, segment: str) -> SendRun | None:
@@ -179,10 +195,7 @@ def freeze_audience(
                         )
                         session.add(run)
                         session.flush()
-                        _insert_recipients(session, db.dialect, run.id, edition, clause)
-                        count = session.scalar(select(func.count()).where(Recipient.run_id == run.id)) or 0
-                        _make_batches(session, run.id, count, size)
-                        run.audience_count = count
+                        run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, clause, size)
             except IntegrityError:
                 pass  # another sender froze this segment at the same moment; use theirs
             with db.session() as session:

@@ -34,9 +34,10 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
-from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, make_token
+from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker, make_token
 
 MAX_PERSONALIZATIONS = 1000
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # str -> quoted JSON string
 TOKENS = ("-first_name-", "-email-", "-unsubscribe_url-", "-preferences_url-")
 
 
@@ -132,46 +133,41 @@ def helper_mail(
 
 
 class MailBuilder:
-    """Fast request bodies for one variant: the shared part is serialised once."""
+    """Fast request bodies for one variant: the shared part is serialised once, and each
+    personalization is written straight to JSON (strings escaped by the json module's own C
+    escaper), which is several times faster than building helper objects or dicts per recipient."""
 
     def __init__(self, variant: VariantToSend, options: MessageOptions) -> None:
         self.variant = variant
         self.options = options
         shared = helper_mail(variant, options, []).get()
         shared.pop("personalizations", None)
-        encoded = json.dumps(shared, ensure_ascii=False, separators=(",", ":"))
-        self._prefix = ('{"personalizations":').encode()
-        self._suffix = ("," + encoded[1:]).encode("utf-8")
-        self._base = options.public_base_url.rstrip("/")
+        encoded = json.dumps(shared, separators=(",", ":"))
+        self._suffix = ("]," + encoded[1:]).encode("ascii")
+        base = _escape(options.public_base_url.rstrip("/"))[1:-1]
+        self._unsubscribe_base, self._preferences_base = base + "/u/", base + "/p/"
+        self._unsubscribe_token = TokenMaker(options.secret, UNSUBSCRIBE)
+        self._preferences_token = TokenMaker(options.secret, PREFERENCES)
+        self._tail = (
+            ',"custom_args":{"edition":' + _escape(variant.edition)
+            + ',"segment":' + _escape(variant.segment) + ',"subscriber_id":"'
+        )
 
-    def personalization(self, r: RecipientRow) -> dict[str, object]:
-        sid = str(r.subscriber_id)
-        secret = self.options.secret
-        unsubscribe = f"{self._base}/u/{make_token(secret, r.subscriber_id, UNSUBSCRIBE)}"
-        to: dict[str, str] = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
-        return {
-            "to": [to],
-            "headers": {
-                "List-Unsubscribe": f"<{unsubscribe}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
-            "substitutions": {
-                "-first_name-": r.first_name,
-                "-email-": r.email,
-                "-unsubscribe_url-": unsubscribe,
-                "-preferences_url-": f"{self._base}/p/{make_token(secret, r.subscriber_id, PREFERENCES)}",
-            },
-            "custom_args": {
-                "edition": self.variant.edition,
-                "segment": self.variant.segment,
-                "subscriber_id": sid,
-            },
-        }
+    def personalization_json(self, r: RecipientRow) -> str:
+        email = _escape(r.email)
+        to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
+        unsubscribe = self._unsubscribe_base + self._unsubscribe_token(r.subscriber_id)
+        preferences = self._preferences_base + self._preferences_token(r.subscriber_id)
+        return (
+            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>",'
+            f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
+            f'"substitutions":{{"-first_name-":{_escape(r.first_name)},"-email-":{email},'
+            f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
+            f'{self._tail}{r.subscriber_id}"}}}}'
+        )
 
     def body(self, recipients: Sequence[RecipientRow]) -> bytes:
         if not 1 <= len(recipients) <= MAX_PERSONALIZATIONS:
             raise ValueError(f"a request takes 1 to {MAX_PERSONALIZATIONS} recipients, not {len(recipients)}")
-        people = json.dumps(
-            [self.personalization(r) for r in recipients], ensure_ascii=False, separators=(",", ":")
-        )
-        return self._prefix + people.encode("utf-8") + self._suffix
+        people = ",".join([self.personalization_json(r) for r in recipients])
+        return b'{"personalizations":[' + people.encode("ascii") + self._suffix

@@ -31,6 +31,19 @@ def _mac(secret: bytes, subscriber_id: int, purpose: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+class TokenMaker:
+    """make_token for one secret and purpose, keyed once (for many tokens in a row)."""
+
+    def __init__(self, secret: bytes | str, purpose: str) -> None:
+        self._keyed = hmac.new(_key(secret), digestmod=hashlib.sha256)
+        self._prefix = f"{purpose}:".encode()
+
+    def __call__(self, subscriber_id: int) -> str:
+        mac = self._keyed.copy()
+        mac.update(self._prefix + str(subscriber_id).encode())
+        return f"{subscriber_id}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode('ascii')}"
+
+
 def _key(secret: bytes | str) -> bytes:
     return secret.encode("utf-8") if isinstance(secret, str) else secret
 

@@ -22,7 +22,8 @@ from stub_sendgrid import StubSendGrid
 VARIANT = VariantToSend("2026-12", "wales", "Digest: <Wales> & more", "<p>Dear -first_name-</p>", "Dear -first_name-",
                         "0" * 64, "digest@example.org", "LPS Digest")
 RECIPIENTS = [RecipientRow(1, "ann@example.org", "Ann O'Neil", "Ann"), RecipientRow(2, "bo@example.org", None, "colleague"),
-              RecipientRow(3, "zoë@example.org", "Zoë =cmd()", "Zoë")]
+              RecipientRow(3, "zoë@example.org", "Zoë =cmd()", "Zoë"),
+              RecipientRow(4, "q@example.org", 'Q "the" \\ </script>', 'Q"\n\u2028')]
 
 
 @pytest.mark.parametrize("sandbox,tracking,reply_to", [(False, False, None), (True, True, "comms@example.org")])
@@ -85,7 +86,7 @@ def test_sendgrid_transport_timeout_after_sending_is_uncertain() -> None:
     with StubSendGrid(["timeout"], slow=1.0) as stub:
         with pytest.raises(OutcomeUnknown):
             SendGridTransport("SG.k", stub.url, timeout=0.3).send(_request())
-        assert len(stub.recorded) == 3
+        assert len(stub.recorded) == len(RECIPIENTS)
 
 
 def test_sendgrid_transport_dropped_connection_is_uncertain() -> None:

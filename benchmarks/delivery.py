@@ -1,0 +1,160 @@
+"""Delivery benchmark: freeze and send an edition to N generated members (default 1,000,000) over
+the 12 regional segments, through the real SendGridTransport, to a loopback HTTP sink (a separate
+process answering 202). Compares with a naive path (render each recipient's email, one request
+per recipient) measured on a sample and scaled. Prints JSON.
+
+    .venv/bin/python benchmarks/delivery.py [--members 1000000] [--postgres-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sqlalchemy import text
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from newsletter.config import load_settings  # noqa: E402
+from newsletter.db import Database, open_database  # noqa: E402
+from newsletter.delivery import load_variants, send_edition  # noqa: E402
+from newsletter.mailsend import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
+from newsletter.regions import REGIONS  # noqa: E402
+from newsletter.transports.base import MailRequest  # noqa: E402
+from newsletter.transports.sendgrid import SendGridTransport  # noqa: E402
+
+
+def _sink(port_queue: multiprocessing.Queue, counts: multiprocessing.Array) -> None:  # type: ignore[type-arg]
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with counts.get_lock():
+                counts[0] += 1
+                counts[1] += body.count(b'"to":[')
+            self.send_response(202)
+            self.send_header("X-Message-Id", "sink")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+def _generate(db: Database, members: int) -> None:
+    """N members, set-based: regions round-robin, 1 in 50 unsubscribed, 1 in 97 bounced."""
+    slugs = [r.slug for r in REGIONS]
+    region = "CASE x % 12 " + " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(slugs)) + " END"
+    status = "CASE WHEN x % 50 = 0 THEN 'unsubscribed' WHEN x % 97 = 0 THEN 'bounced' ELSE 'active' END"
+    cols = "email, email_key, first_name, last_name, region, status, attributes, joined_at, created_at, updated_at"
+    values = (f"'member' || x || '@example.org', 'member' || x || '@example.org', "
+              f"CASE WHEN x % 9 = 0 THEN NULL ELSE 'First' || x END, 'Last' || x, {region}, {status}, '{{{{}}}}', "
+              "{ts}, {ts}, {ts}")
+    with db.session() as session:
+        if db.dialect == "postgresql":
+            ts = "TIMESTAMPTZ '2026-01-01 00:00:00+00'"
+            session.execute(text(f"INSERT INTO subscribers ({cols}) SELECT {values.format(ts=ts)} "
+                                 f"FROM generate_series(1, {members}) AS x"))
+        else:
+            ts = "'2026-01-01 00:00:00.000000'"
+            session.execute(text(f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {members}) "
+                                 f"INSERT INTO subscribers ({cols}) SELECT {values.format(ts=ts)} FROM c"))
+
+
+def _project(root: Path) -> Path:
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    for folder in ("issues", "templates", "subscribers"):
+        shutil.copytree(REPO / folder, root / folder)
+    from newsletter.build import build_edition
+
+    out = root / "build" / "2026-12"
+    build_edition(root / "issues" / "2026-12.yaml", load_settings(root), out)
+    return out
+
+
+def _naive(build: Path, root: Path, url: str, sample: int) -> float:
+    """Per recipient: substitute into the HTML and text, build a Mail with the helper, one request."""
+    _, variants = load_variants(build, load_settings(root))
+    variant = variants[0]
+    options = MessageOptions("https://www.example.org/newsletter", b"benchmark-secret")
+    transport = SendGridTransport("SG.benchmark", url, timeout=30)
+    start = time.perf_counter()
+    for i in range(sample):
+        r = RecipientRow(i + 1, f"naive{i}@example.org", f"First{i} Last{i}", f"First{i}")
+        html, plain = variant.html, variant.text
+        for token, value in substitutions(options, r).items():
+            html, plain = html.replace(token, value), plain.replace(token, value)
+        personal = variant.__class__(**{**variant.__dict__, "html": html, "text": plain})
+        body = json.dumps(helper_mail(personal, options, [r]).get()).encode()
+        transport.send(MailRequest(variant.edition, variant.segment, i, body, 1))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--postgres-url", help="benchmark on this (empty) PostgreSQL database instead of SQLite")
+    parser.add_argument("--naive-sample", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    counts = multiprocessing.Array("q", 2)
+    sink = multiprocessing.Process(target=_sink, args=(queue, counts), daemon=True)
+    sink.start()
+    url = f"http://127.0.0.1:{queue.get(timeout=10)}"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build = _project(root)
+        db_url = args.postgres_url or f"sqlite:///{root / 'bench.db'}"
+        db = open_database(db_url)
+        t0 = time.perf_counter()
+        _generate(db, args.members)
+        generated = time.perf_counter() - t0
+        settings = load_settings(root, database_url=db_url, concurrency=args.concurrency,
+                                 max_requests_per_second=100_000.0, request_timeout=60.0)
+        transport = SendGridTransport("SG.benchmark", url, timeout=60)
+        t1 = time.perf_counter()
+        reports = send_edition(db, settings, build, transport=transport)
+        elapsed = time.perf_counter() - t1
+        sent = sum(r.accepted for r in reports)
+        sink_requests, sink_personalizations = counts[0], counts[1]
+        naive = _naive(build, root, url, args.naive_sample)
+        naive_scaled = naive * sent / args.naive_sample
+        db.dispose()
+    sink.terminate()
+    result = {
+        "backend": "postgresql" if args.postgres_url else "sqlite",
+        "members": args.members,
+        "recipients": sent,
+        "excluded": sum(sum(r.excluded.values()) for r in reports),
+        "requests": sum(r.batches for r in reports),
+        "sink_requests": sink_requests,
+        "sink_personalizations": sink_personalizations,
+        "generate_seconds": round(generated, 2),
+        "seconds": round(elapsed, 2),
+        "recipients_per_second": round(sent / elapsed),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "naive_sample": args.naive_sample,
+        "naive_sample_seconds": round(naive, 2),
+        "naive_scaled_seconds": round(naive_scaled, 1),
+        "speedup_vs_naive": round(naive_scaled / elapsed, 1),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
