@@ -120,3 +120,26 @@ def test_rerun_of_finished_send_says_so(tmp_path: Path, db: Database, db_url: st
     again = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--json")
     assert again.exit_code == 0 and "nothing to send" in again.stderr
     assert json.loads(again.stdout)[0]["sent_now"] == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_requests_in_flight_and_resumes(tmp_path: Path, db: Database, db_url: str) -> None:
+    make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 60})
+    procs: list[subprocess.Popen[str]] = []
+
+    def interrupt(body: dict[str, object]) -> str:
+        procs[0].send_signal(signal.SIGINT)
+        return "ok"  # this request (in flight when Ctrl-C arrives) still succeeds
+
+    with StubSendGrid(["ok", interrupt], delay=0.2) as stub:
+        procs.append(_send_process(tmp_path, db_url, stub.url))
+        _, err = procs[0].communicate(timeout=60)
+        assert procs[0].returncode == 130 and "again to resume" in err
+        interrupted = list(stub.recorded)
+        assert 0 < len(interrupted) < len(active)
+        resumed = _send_process(tmp_path, db_url, stub.url)
+        resumed.communicate(timeout=60)
+    assert resumed.returncode == 0
+    assert sorted(stub.recorded) == sorted(active)  # everyone once: nothing uncertain after a clean stop
+    assert _members_of(db, BatchStatus.UNCERTAIN.value) == set()
