@@ -314,3 +314,12 @@ def test_cli_scheduler_run_once_sends_what_is_due(env, cli) -> None:  # type: ig
     states = {i["segment"]: i["state"] for i in json.loads(cli("schedule", "list", "--json").stdout)}
     assert states == {"east": "scheduled", "london": "sent", "scotland": "scheduled"}
     assert set(JobRegistry(db).jobs()) == {f"{EDITION}:east", f"{EDITION}:scotland"}
+
+
+def test_demo_step_schedules_and_cancels_in_a_throwaway_database(env) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.scheduler_demo import schedule_demo
+
+    settings, db, manifest = env
+    lines = schedule_demo(settings, manifest)
+    assert lines[0].startswith("scheduled 2099-01:east for ") and "cancelled all 3" in lines[-1]
+    assert list_schedule(db, settings) == []  # the project's database is untouched
