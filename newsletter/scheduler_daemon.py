@@ -305,10 +305,25 @@ def sync_jobs(ctx: DaemonContext, scheduler: object) -> None:
 
 def run_once(ctx: DaemonContext) -> None:
     """Resume interrupted sends, run every due job now, and return."""
-    resume_orphans(ctx)
-    due = due_sends(ctx)
-    for edition, segment in due:
-        execute_send(ctx, edition, segment)
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_INTERVAL.total_seconds()):
+            try:
+                heartbeat(ctx)
+            except Exception:
+                log.exception("heartbeat failed; will retry")
+
+    beater = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    beater.start()
+    try:
+        resume_orphans(ctx)
+        due = due_sends(ctx)
+        for edition, segment in due:
+            execute_send(ctx, edition, segment)
+    finally:
+        done.set()
+        beater.join()
     registry = JobRegistry(ctx.db)
     for edition, segment in due:
         registry.remove(edition, segment)
