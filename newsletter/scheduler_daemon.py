@@ -60,7 +60,7 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
             raise DeliveryError(f"{unfinished} recipient(s) still waiting; it resumes on restart")
         notes = [f"{r.accepted} accepted" for r in reports]
         notes += [f"{r.failed} failed" for r in reports if r.failed]
-        notes += [f"{r.uncertain} uncertain (see `newsletter sends`)" for r in reports if r.uncertain]
+        notes += [f"{r.uncertain} uncertain (see `newsletter sends show`)" for r in reports if r.uncertain]
         return ", ".join(notes) or None
 
     return deliver
