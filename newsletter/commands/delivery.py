@@ -146,7 +146,9 @@ def send_command(
     _print_reports(reports, as_json)
     if dry_run:
         return
-    if sum(r.sent_now for r in reports) == 0 and all(r.pending + r.in_flight == 0 for r in reports):
+    if sum(r.audience for r in reports) == 0:
+        err_console.print("nothing to send: no active members in these segments", markup=False)
+    elif sum(r.sent_now for r in reports) == 0 and all(r.pending + r.in_flight == 0 for r in reports):
         err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
                           "(see `newsletter sends show`)", markup=False)
     uncertain = sum(r.uncertain for r in reports)
