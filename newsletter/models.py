@@ -79,6 +79,11 @@ class SubscriberStatus(enum.StrEnum):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # Segment counts filter on region / member type plus status: these make them index-only.
+    __table_args__ = (
+        Index("ix_subscribers_region_status", "region", "status"),
+        Index("ix_subscribers_member_type_status", "member_type", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     # email as given (trimmed, domain lower-cased); email_key is fully lower-cased for uniqueness.
@@ -88,8 +93,8 @@ class Subscriber(Base):
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
     organisation: Mapped[str | None] = mapped_column(String(300))
-    region: Mapped[str | None] = mapped_column(String(40), index=True)
-    member_type: Mapped[str | None] = mapped_column(String(60), index=True)
+    region: Mapped[str | None] = mapped_column(String(40))
+    member_type: Mapped[str | None] = mapped_column(String(60))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE, index=True)
     consent_source: Mapped[str | None] = mapped_column(String(200))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:57:05.245636
+Create Date: 2026-11-25 15:15:25.829895
 """
 
 from alembic import op
@@ -100,8 +100,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('email_key', name=op.f('uq_subscribers_email_key'))
     )
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_subscribers_member_type'), ['member_type'], unique=False)
-        batch_op.create_index(batch_op.f('ix_subscribers_region'), ['region'], unique=False)
+        batch_op.create_index('ix_subscribers_member_type_status', ['member_type', 'status'], unique=False)
+        batch_op.create_index('ix_subscribers_region_status', ['region', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscribers_status'), ['status'], unique=False)
 
     op.create_table('batches',
@@ -158,8 +158,8 @@ def downgrade() -> None:
     op.drop_table('batches')
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscribers_status'))
-        batch_op.drop_index(batch_op.f('ix_subscribers_region'))
-        batch_op.drop_index(batch_op.f('ix_subscribers_member_type'))
+        batch_op.drop_index('ix_subscribers_region_status')
+        batch_op.drop_index('ix_subscribers_member_type_status')
 
     op.drop_table('subscribers')
     op.drop_table('send_runs')
