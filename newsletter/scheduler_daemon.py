@@ -192,9 +192,8 @@ def _finish(ctx: DaemonContext, key: str, state: str, note: str | None, *,
                 f" — {note}" if note else "")
         return state
     row = _load(ctx.db, edition, segment)
-    current = row.state if row else "gone"
-    log.info("%s: not marked %s; it is now %s", key, state, current)
-    return current
+    log.info("%s: not marked %s; it is now %s", key, state, row.state if row else "gone")
+    return row.state if row else "gone"
 
 
 def _span(delta: timedelta) -> str:
@@ -209,11 +208,11 @@ def _span(delta: timedelta) -> str:
 
 def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: alive, someone else's
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
