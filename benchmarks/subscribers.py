@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,17 +113,27 @@ def bulk_load(db: Database, count: int) -> None:
         finally:
             raw.close()
         return
-    batch: list[dict[str, Any]] = []
-    with db.session() as session:
-        for m in generated_members(count):
-            batch.append({**m, "created_at": now, "updated_at": now})
-            if len(batch) == 50_000:
-                session.execute(insert(Subscriber), batch)
-                batch = []
-        if batch:
-            session.execute(insert(Subscriber), batch)
-    with db.engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    # SQLite: plain sqlite3 executemany (the driver's C loop), values pre-formatted as SQLAlchemy
+    # stores them (naive UTC datetimes as text).
+    def stamp(value: datetime) -> str:
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    raw = db.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("BEGIN")
+        created = stamp(now)
+        cur.executemany(
+            "INSERT INTO subscribers (email, email_key, first_name, last_name, organisation, region, "
+            "member_type, attributes, status, joined_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?, ?)",
+            ((m["email"], m["email_key"], m["first_name"], m["last_name"], m["organisation"],
+              m["region"], m["member_type"], m["status"].value, stamp(m["joined_at"]), created, created)
+             for m in generated_members(count)))
+        cur.execute("COMMIT")
+        cur.execute("ANALYZE")
+    finally:
+        raw.close()
 
 
 def naive_count(db: Database, segments: SegmentSet, name: str, sample: int, total: int) -> float:
