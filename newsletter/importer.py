@@ -302,3 +302,14 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
                 report.close()
     importer.result.rejects.sort(key=lambda r: r.row)
     return importer.result
+
+
+def import_sample(db: Database, project_dir: Path) -> tuple[ImportResult, list[dict[str, Any]]]:
+    """For `newsletter demo`: import subscribers/sample.csv (idempotent) and count every segment
+    of subscribers/segments.yaml. Returns (import result, segments.segment_counts rows)."""
+    from newsletter.segments import default_path, load_segments, segment_counts
+
+    result = import_file(db, project_dir / "subscribers" / "sample.csv", source="sample")
+    segment_set = load_segments(default_path(project_dir))
+    with db.session() as session:
+        return result, segment_counts(session, segment_set)

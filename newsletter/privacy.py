@@ -19,7 +19,6 @@ from newsletter.models import ErasureTombstone, Recipient, Subscriber, Subscribe
 from newsletter.subscribers import (
     audit,
     audit_records,
-    find_subscriber,
     is_erased,
     normalise_email,
     subscriber_record,
@@ -87,5 +86,3 @@ def access(session: Session, email: str) -> dict[str, Any]:
         "deliveries": [{"edition": e, "email": m, "name": n} for e, m, n in sends],
     }
 
-
-__all__ = ["access", "erase", "find_subscriber"]

@@ -172,3 +172,16 @@ def test_cli_import_json(cli, project: Path, db_url: str, monkeypatch: pytest.Mo
     assert (second["imported"], second["updated"]) == (0, 0)
     human = cli("subscribers", "import", str(MESSY))
     assert "row 3: invalid email address" in human.stdout
+
+
+def test_sample_members_cover_every_region_once_each(db: Database) -> None:
+    from newsletter.importer import import_sample
+    from newsletter.regions import REGION_SLUGS
+
+    result, rows = import_sample(db, MESSY_DIR.parent.parent)
+    assert result.counts() == {"imported": 40, "updated": 0, "unchanged": 0, "duplicates": 0, "rejected": 0}
+    counts = {r["name"]: r["count"] for r in rows}
+    assert all(counts[slug] >= 1 for slug in REGION_SLUGS)
+    assert sum(counts[slug] for slug in REGION_SLUGS) == 40  # exactly one regional variant each
+    assert counts["associates"] >= 1
+    assert import_sample(db, MESSY_DIR.parent.parent)[0].imported == 0

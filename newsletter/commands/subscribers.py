@@ -115,7 +115,7 @@ def export_cmd(
     where = None
     if segment:
         seg = segments.load_segments(segments.default_path(cfg.project_dir))
-        where = segments.audience_clause(seg, segment) if seg.get(segment) else None
+        where = segments.audience_clause(seg, segment)
     db = database(cfg)
     try:
         with db.session() as session:
