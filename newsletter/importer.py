@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from sqlalchemy import String, any_, bindparam, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
@@ -40,6 +41,8 @@ from newsletter.subscribers import (
 )
 
 CHUNK_ROWS = 1000
+ERASED_REASON = ("address was erased at the member's request (GDPR); it is suppressed and "
+                 "cannot be imported")
 _COMPARED = (Subscriber.id, Subscriber.email_key, Subscriber.first_name, Subscriber.last_name,
              Subscriber.organisation, Subscriber.region, Subscriber.member_type, Subscriber.attributes,
              Subscriber.joined_at)
@@ -127,6 +130,7 @@ class _Importer:
         self.db, self.source, self.dry_run = db, source, dry_run
         self.result = ImportResult(dry_run=dry_run)
         self.analyzed_at = 0
+        self.pending_rejects: list[SourceRow] = []
         self.seen: set[int] = set()  # hashes of keys already in this file (duplicates across chunks)
         self.report = csv.writer(report, lineterminator="\r\n") if report else None
         if self.report:
@@ -171,6 +175,8 @@ class _Importer:
                                          .where(self._one_of(ErasureTombstone.email_hash, list(hashes)))))
             existing = {s.email_key: s for s in session.execute(
                 select(*_COMPARED).where(self._one_of(Subscriber.email_key, [p.key for p in items])))}
+            erased_rows: list[SourceRow] = []
+            self.pending_rejects = erased_rows  # reported once the chunk's transaction is done
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             now = utcnow()
@@ -178,8 +184,7 @@ class _Importer:
                 duplicate_only = item.row < 0
                 if digest in erased:
                     if not duplicate_only:
-                        self.reject(rows[item.row], "address was erased at the member's request "
-                                    "(GDPR); it is suppressed and cannot be imported")
+                        erased_rows.append(rows[item.row])
                     continue
                 sub = existing.get(item.key)
                 if sub is None:
@@ -214,10 +219,23 @@ class _Importer:
                 raise _DryRunRollback
 
     def write_chunk(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
-        try:
-            self.write(items, rows)
-        except _DryRunRollback:
-            pass
+        for attempt in (1, 2):
+            saved = (replace(self.result, rejects=list(self.result.rejects)), self.analyzed_at)
+            self.pending_rejects = []
+            try:
+                self.write(items, rows)
+            except _DryRunRollback:
+                pass
+            except IntegrityError:
+                # Another import added one of these addresses after our lookup (PostgreSQL, read
+                # committed). The chunk rolled back; once more, those rows are found as existing.
+                self.result, self.analyzed_at = saved
+                if attempt == 2:
+                    raise
+                continue
+            for row in self.pending_rejects:
+                self.reject(row, ERASED_REASON)
+            return
 
     def _one_of(self, column: Any, values: list[str]) -> Any:
         """`column IN (...)`; on PostgreSQL `= ANY(array)`: one parameter instead of 1,000
