@@ -116,11 +116,17 @@ def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str
         _json_object(dialect, "first_name", first).label("subs"),
         ((func.row_number().over(order_by=Subscriber.id) - 1) // size).label("seq"),
     ).where(_eligible(clause)).subquery()
-    source = (
-        select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
-        .select_from(ranked.outerjoin(Batch, (Batch.run_id == run_id) & (Batch.seq == ranked.c.seq)))
-        .where(text("1 = 1"))  # SQLite: an INSERT ... SELECT with a join needs a WHERE before ON CONFLICT
-    )
+    ids = list(session.scalars(select(Batch.id).where(Batch.run_id == run_id).order_by(Batch.seq)))
+    if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:])):
+        # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join)
+        source = select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name,
+                        ranked.c.subs, literal(ids[0]) + ranked.c.seq).where(text("1 = 1"))
+    else:
+        source = (
+            select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
+            .select_from(ranked.outerjoin(Batch, (Batch.run_id == run_id) & (Batch.seq == ranked.c.seq)))
+            .where(text("1 = 1"))  # SQLite: an INSERT ... SELECT with a join needs a WHERE before ON CONFLICT
+        )
     columns = ["run_id", "edition", "subscriber_id", "email", "name", "substitutions", "batch_id"]
     stmt_factory = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(stmt_factory(Recipient).from_select(columns, source).on_conflict_do_nothing())
