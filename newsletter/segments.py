@@ -15,7 +15,7 @@ Rule nodes (a mapping with several keys means `all` of them):
   all: [rule, ...]   any: [rule, ...]   not: rule
   region: slug-or-alias | [..]          member_type: value | [..]
   organisation: name | [..]  (case-insensitive)
-  attributes: {key: value | [..], ...}  (JSON attribute equals / is one of)
+  attributes: {key: value | [..], ...}  (JSON attribute equals / is one of; compared as text)
   joined_before: YYYY-MM-DD  (joined before that day, UTC)
   joined_after: YYYY-MM-DD   (joined after that day, UTC)
 
@@ -161,13 +161,8 @@ def compile_rule(rule: Rule) -> ColumnElement[bool]:
     if op == "organisation":
         return _eq_any(func.lower(Subscriber.organisation), [str(v).lower() for v in rule.values])
     if op == "attributes":
-        element = Subscriber.attributes[rule.attribute]
-        first = rule.values[0]
-        if isinstance(first, bool):
-            return _eq_any(element.as_boolean(), rule.values)
-        if isinstance(first, int | float):
-            return _eq_any(element.as_float(), [float(v) for v in rule.values])
-        return _eq_any(element.as_string(), rule.values)
+        # Attributes are stored as text (imports, --attr), so rules compare text on both backends.
+        return _eq_any(Subscriber.attributes[rule.attribute].as_string(), rule.values)
     if op == "joined_before":
         return Subscriber.joined_at < _day_start(rule.values[0])
     if op == "joined_after":
@@ -264,13 +259,9 @@ class _Parser:
             values = self.scalars(wanted, sub_path, f"attributes.{name}", kinds=(str, int, float, bool))
             if not values:
                 continue
-            kinds = {bool if isinstance(v, bool) else (float if isinstance(v, int | float) else str)
-                     for v in values}
-            if len(kinds) > 1:
-                self.error(sub_path, f"attributes.{name}: mix of text, numbers and true/false",
-                           "quote the values to compare them as text")
-                continue
-            parts.append(Rule("attributes", values=tuple(values), attribute=str(name)))
+            texts = tuple(("true" if v else "false") if isinstance(v, bool) else str(v).strip()
+                          for v in values)
+            parts.append(Rule("attributes", values=texts, attribute=str(name)))
         if len(parts) != len(value):
             return None
         return parts[0] if len(parts) == 1 else Rule("all", tuple(parts))

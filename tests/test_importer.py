@@ -185,3 +185,24 @@ def test_sample_members_cover_every_region_once_each(db: Database) -> None:
     assert sum(counts[slug] for slug in REGION_SLUGS) == 40  # exactly one regional variant each
     assert counts["associates"] >= 1
     assert import_sample(db, MESSY_DIR.parent.parent)[0].imported == 0
+
+
+def test_each_chunk_looks_up_existing_members_with_one_query(db: Database, tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    path = tmp_path / "many.csv"
+    path.write_text("Email\n" + "".join(f"m{i}@example.org\n" for i in range(10)), "utf-8")
+    lookups: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        flat = " ".join(statement.split()).lower()
+        if flat.startswith("select") and "from subscribers" in flat and "email_key" in flat:
+            lookups.append(flat)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        result = import_file(db, path, chunk_rows=4)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert result.imported == 10
+    assert len(lookups) == 3  # 10 rows in chunks of 4: one lookup per chunk, not one per row

@@ -184,3 +184,14 @@ def test_check_command(cli, project: Path) -> None:  # type: ignore[no-untyped-d
     bad = cli("segments", "check")
     assert bad.exit_code == 2
     assert "segments.yaml:2:22: error: unknown region 'Mars'" in bad.stderr
+
+
+def test_attribute_values_compare_as_text(db: Database, tmp_path: Path) -> None:
+    with db.write_session() as session:
+        session.add(Subscriber(email="y@example.org", email_key="y@example.org",
+                               attributes={"year": "2024", "board": "true"}))
+    path = write(tmp_path, "segments:\n  y: {rule: {attributes: {year: 2024, board: true}}}\n"
+                           "  n: {rule: {attributes: {year: [2023, '2025']}}}\n")
+    seg = load_segments(path)
+    assert emails(db, seg.rule_clause("y")) == {"y@example.org"}
+    assert emails(db, seg.rule_clause("n")) == set()
