@@ -30,7 +30,7 @@ from newsletter.tokens import token_secret
 from newsletter.transports import Transport, make_transport
 
 __all__ = ["AudiencePlan", "SegmentPlan", "RunReport", "SendInterrupted", "ProgressSink", "send_edition",
-           "load_variants", "list_runs", "run_report", "policy_from_settings", "make_transport"]
+           "load_variants", "edition_started", "list_runs", "run_report", "policy_from_settings", "make_transport"]
 
 
 class ProgressSink(Protocol):
@@ -229,6 +229,12 @@ def _run(db: Database, run_id: int) -> SendRun:
     if run is None:
         raise NotFound(f"no send run {run_id}")
     return run
+
+
+def edition_started(db: Database, edition: str) -> bool:
+    """True when some segment of this edition has been frozen (a send started)."""
+    with db.session() as session:
+        return session.scalar(select(func.count()).where(SendRun.edition == edition)) != 0
 
 
 def list_runs(db: Database) -> list[RunReport]:

@@ -279,6 +279,10 @@ class Sender:
     def worker(self) -> None:
         try:
             while not self.stop.is_set():
+                # Take the rate token first, so a claim is never held while waiting for the rate
+                # limit (a claim older than the lease may be declared abandoned by another sender).
+                if not self.limiter.acquire():
+                    return
                 claim = self.claim()
                 if claim is None:
                     wait = self.waiting()
@@ -286,9 +290,6 @@ class Sender:
                         return
                     self.stop.wait(min(max(wait, 0.01), 0.5))
                     continue
-                if not self.limiter.acquire():
-                    self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1)
-                    return
                 self.send_one(claim)
         except BaseException as exc:  # keep the first unexpected error; stop the others
             if self.fatal is None:

@@ -171,3 +171,26 @@ def test_one_variant_per_member_when_segments_overlap(tmp_path: Path, db: Databa
     send_edition(db, settings, build, transport=transport)
     assert Counter(transport.recipients()).most_common(1)[0][1] == 1
     assert {r.segment: r.accepted for r in list_runs(db)} == {"scotland": 5, "wales": 5, "london": 0}
+
+
+def test_cli_send_list_show(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    make_project(tmp_path)
+    seed_members(db, {"wales": 12, "london": 3}, {"bounced": 2})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    dry = cli("send", "x.yaml", "--build", "build/2026-12", "--dry-run", "--json")
+    assert dry.exit_code == 0 and {r["segment"]: r["audience"] for r in json.loads(dry.stdout)}["wales"] == 12
+    assert cli("sends", "list", "--json").stdout.strip() == "[]"
+    sent = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--outbox", "out", "--json")
+    assert sent.exit_code == 0, sent.stderr
+    assert len(list((tmp_path / "out" / "2026-12" / "wales").glob("*.json"))) == 1
+    runs = json.loads(cli("sends", "list", "--json").stdout)
+    assert {r["segment"]: r["accepted"] for r in runs} == {"scotland": 0, "wales": 12, "london": 3}
+    wales = next(r for r in runs if r["segment"] == "wales")
+    shown = json.loads(cli("sends", "show", str(wales["run_id"]), "--json").stdout)
+    assert shown[0]["excluded"]["bounced"] == 2 and shown[0]["transport"] == "outbox"
+    missing = cli("sends", "show", "1999-01")
+    assert missing.exit_code == 2 and "no send run" in missing.stderr

@@ -68,8 +68,19 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
         from newsletter.manifest import load_manifest
     except ImportError:
         raise InputError("building is not available in this version", hint="pass --build DIR (a built edition)") from None
+    from newsletter.delivery import edition_started
+
     edition = load_manifest(cfg.path(manifest), cfg)
     out_dir = cfg.project_dir / "build" / edition.id
+    db = database(cfg)
+    try:
+        started = edition_started(db, edition.id)
+    finally:
+        db.dispose()
+    if started and (out_dir / "build.json").is_file():
+        # Resuming: send exactly what the first send froze; the build's hashes are checked.
+        err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
+        return out_dir
     build_edition(cfg.path(manifest), cfg, out_dir)  # raises GateFailed when a gate fails
     return out_dir
 
@@ -153,10 +164,14 @@ def send_command(
                           "(see `newsletter sends show`)", markup=False)
     uncertain = sum(r.uncertain for r in reports)
     failed = sum(r.failed for r in reports)
-    waiting = sum(r.pending + r.in_flight for r in reports)
+    waiting = sum(r.pending for r in reports)
+    elsewhere = sum(r.in_flight for r in reports)
+    if elsewhere:
+        err_console.print(f"{elsewhere:,} recipients are being sent by another sender right now "
+                          "(see `newsletter sends show`)", markup=False)
     if uncertain or failed or waiting:
         raise DeliveryError(
-            f"not delivered: {failed:,} failed, {uncertain:,} uncertain, {waiting:,} still pending or in flight "
+            f"not delivered: {failed:,} failed, {uncertain:,} uncertain, {waiting:,} still pending "
             "(see the problems above)",
             hint="run the same command again to retry pending and retryable batches; uncertain batches may "
             "already have reached SendGrid: check its activity feed, then add --resend-uncertain to send them again"
