@@ -236,4 +236,8 @@ def _reader(path: Path, header: list[str], mapping: dict[str, str],
     if not any(header):
         raise ImportFileError(f"{path}: the file is empty or has no header row",
                               hint="the first row must name the columns, e.g. Email,First name")
-    return RowReader(path, header, _plan_columns(header, mapping), cells, size, tell, warnings)
+    try:
+        columns = _plan_columns(header, mapping)
+    except ImportFileError as exc:
+        raise ImportFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+    return RowReader(path, header, columns, cells, size, tell, warnings)
