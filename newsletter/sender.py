@@ -214,11 +214,12 @@ class Sender:
         builder = self.builders[claim.run_id]
         with self.db.session() as session:
             rows = session.execute(
-                select(Recipient.subscriber_id, Recipient.email, Recipient.name, Recipient.substitutions)
+                select(Recipient.subscriber_id, Recipient.email, Recipient.name,
+                       Recipient.substitutions["first_name"].as_string())
                 .where(Recipient.run_id == claim.run_id, Recipient.batch_id == claim.batch_id)
                 .order_by(Recipient.id)
             ).all()
-        recipients = [RecipientRow(r[0], r[1], r[2], (r[3] or {}).get("first_name") or "") for r in rows]
+        recipients = [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
         body = builder.body(recipients)
         return MailRequest(builder.variant.edition, builder.variant.segment, claim.seq, body, len(recipients))
 

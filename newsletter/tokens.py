@@ -10,6 +10,7 @@ the database. The secret is never printed or logged.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -32,16 +33,28 @@ def _mac(secret: bytes, subscriber_id: int, purpose: str) -> str:
 
 
 class TokenMaker:
-    """make_token for one secret and purpose, keyed once (for many tokens in a row)."""
+    """make_token for one secret and purpose, for the millions of tokens of a large send: the
+    HMAC-SHA256 (RFC 2104) inner and outer states are keyed once and copied per token, and the
+    URL-safe base64 is table-driven. Gives exactly make_token's result (tested)."""
+
+    _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
     def __init__(self, secret: bytes | str, purpose: str) -> None:
-        self._keyed = hmac.new(_key(secret), digestmod=hashlib.sha256)
+        key = _key(secret)
+        if len(key) > 64:  # SHA-256 block size
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._prefix = f"{purpose}:".encode()
 
     def __call__(self, subscriber_id: int) -> str:
-        mac = self._keyed.copy()
-        mac.update(self._prefix + str(subscriber_id).encode())
-        return f"{subscriber_id}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode('ascii')}"
+        inner = self._inner.copy()
+        inner.update(self._prefix + b"%d" % subscriber_id)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        mac = binascii.b2a_base64(outer.digest(), newline=False).translate(self._URLSAFE).rstrip(b"=")
+        return f"{subscriber_id}.{mac.decode('ascii')}"
 
 
 def _key(secret: bytes | str) -> bytes:
