@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database, open_database  # noqa: E402
 from newsletter.audience import freeze_audience  # noqa: E402
-from newsletter.delivery import _assignments, load_variants, send_edition  # noqa: E402
+from newsletter.delivery import FREEZE_WORKERS, _assignments, load_variants, send_edition  # noqa: E402
 from newsletter.mailsend import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
 from newsletter.regions import REGIONS  # noqa: E402
 from newsletter.transports.base import MailRequest  # noqa: E402
@@ -130,7 +130,8 @@ def main() -> None:
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
         t1 = time.perf_counter()
         edition, variants = load_variants(build, settings)
-        freeze_audience(db, edition, variants, _assignments(settings, [v.segment for v in variants]))
+        freeze_audience(db, edition, variants, _assignments(settings, [v.segment for v in variants]),
+                        workers=FREEZE_WORKERS)
         frozen = time.perf_counter() - t1
         reports = send_edition(db, settings, build, transport=transport)  # finds the frozen audience
         elapsed = time.perf_counter() - t1

@@ -12,6 +12,7 @@ member already frozen for another segment of the edition is skipped, never sent 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, delete, func, insert, literal, select, text, update
@@ -175,6 +176,31 @@ def _check_same_build(run: SendRun, variant: VariantToSend) -> None:
         )
 
 
+def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], size: int) -> int:
+    with db.session() as session:
+        existing = _find_run(session, edition, variant.segment)
+    if existing is None:
+        clause = _clause_for(assignments, variant.segment)
+        try:
+            with db.write_session() as session:
+                if _find_run(session, edition, variant.segment) is None:
+                    run = SendRun(
+                        edition=edition, segment=variant.segment, variant_sha256=variant.sha256,
+                        subject=variant.subject, status=RunStatus.FROZEN.value,
+                        excluded=_excluded(session, clause),
+                    )
+                    session.add(run)
+                    session.flush()
+                    run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, clause, size)
+        except IntegrityError:
+            pass  # another sender froze this segment at the same moment; use theirs
+        with db.session() as session:
+            existing = _find_run(session, edition, variant.segment)
+    assert existing is not None
+    _check_same_build(existing, variant)
+    return existing.id
+
+
 def freeze_audience(
     db: Database,
     edition: str,
@@ -182,31 +208,15 @@ def freeze_audience(
     assignments: Sequence[Assignment],
     *,
     batch_size: int = MAX_PERSONALIZATIONS,
+    workers: int = 1,
 ) -> list[int]:
-    """Freeze each variant's audience (idempotent); returns the run ids, in variant order."""
+    """Freeze each variant's audience (idempotent); returns the run ids, in variant order.
+
+    workers > 1 freezes segments in parallel transactions (PostgreSQL only; SQLite has one writer).
+    Only do that with *assigned* clauses, which are disjoint: with overlapping clauses the segment
+    frozen first would win, and priority order is only kept when freezing one by one."""
     size = max(1, min(batch_size, MAX_PERSONALIZATIONS))
-    run_ids: list[int] = []
-    for variant in variants:
-        with db.session() as session:
-            existing = _find_run(session, edition, variant.segment)
-        if existing is None:
-            clause = _clause_for(assignments, variant.segment)
-            try:
-                with db.write_session() as session:
-                    if _find_run(session, edition, variant.segment) is None:
-                        run = SendRun(
-                            edition=edition, segment=variant.segment, variant_sha256=variant.sha256,
-                            subject=variant.subject, status=RunStatus.FROZEN.value,
-                            excluded=_excluded(session, clause),
-                        )
-                        session.add(run)
-                        session.flush()
-                        run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, clause, size)
-            except IntegrityError:
-                pass  # another sender froze this segment at the same moment; use theirs
-            with db.session() as session:
-                existing = _find_run(session, edition, variant.segment)
-        assert existing is not None
-        _check_same_build(existing, variant)
-        run_ids.append(existing.id)
-    return run_ids
+    if workers > 1 and db.dialect == "postgresql" and len(variants) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda v: _freeze_one(db, edition, v, assignments, size), variants))
+    return [_freeze_one(db, edition, v, assignments, size) for v in variants]

@@ -33,6 +33,9 @@ __all__ = ["AudiencePlan", "SegmentPlan", "RunReport", "SendInterrupted", "Progr
            "load_variants", "edition_started", "list_runs", "run_report", "policy_from_settings", "make_transport"]
 
 
+FREEZE_WORKERS = 2
+
+
 class ProgressSink(Protocol):
     def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None: ...
     def advance(self, recipients: int, batches: int) -> None: ...
@@ -191,7 +194,8 @@ def send_edition(
     if confirm is not None and not confirm(plan):
         return []
     transport = transport or make_transport(settings)
-    run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size)
+    # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
+    run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
     policy = policy or policy_from_settings(settings)
     prepare_runs(db, run_ids, policy, resend_uncertain)
     options = MessageOptions(
