@@ -36,6 +36,7 @@ from newsletter.transports.base import ConnectionFailed, MailRequest, OutcomeUnk
 
 HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000
+MAX_RATE_LIMIT_WAIT = 3600.0  # seconds; never trust a rate-limit header beyond this
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,13 @@ def retry_after(response: TransportResponse, default: float) -> float:
     """Seconds to wait after a 429: X-RateLimit-Reset (Unix time) or Retry-After (seconds/date)."""
     reset = response.header("X-RateLimit-Reset")
     if reset and reset.strip().replace(".", "", 1).isdigit():
-        return max(0.0, float(reset) - time.time())
+        value = float(reset)
+        # SendGrid sends a Unix time; a small number can only be a delay in seconds
+        return min(MAX_RATE_LIMIT_WAIT, max(0.0, value - time.time() if value > 1e9 else value))
     after = response.header("Retry-After")
     if after:
         if after.strip().isdigit():
-            return float(after)
+            return min(MAX_RATE_LIMIT_WAIT, float(after))
         try:
             return max(0.0, (parsedate_to_datetime(after) - now()).total_seconds())
         except (TypeError, ValueError):

@@ -194,3 +194,16 @@ def test_cli_send_list_show(tmp_path: Path, db: Database, db_url: str, cli, monk
     assert shown[0]["excluded"]["bounced"] == 2 and shown[0]["transport"] == "outbox"
     missing = cli("sends", "show", "1999-01")
     assert missing.exit_code == 2 and "no send run" in missing.stderr
+
+
+def test_rate_limit_headers() -> None:
+    import time as _time
+
+    from newsletter.sender import retry_after
+
+    soon = retry_after(TransportResponse(429, {"X-RateLimit-Reset": str(int(_time.time()) + 30)}), 1.0)
+    assert 28 <= soon <= 30
+    assert retry_after(TransportResponse(429, {"x-ratelimit-reset": "12"}), 1.0) == 12.0
+    assert retry_after(TransportResponse(429, {"Retry-After": "7"}), 1.0) == 7.0
+    assert retry_after(TransportResponse(429, {"Retry-After": "99999999"}), 1.0) == 3600.0
+    assert retry_after(TransportResponse(429, {}), 2.5) == 2.5
