@@ -21,6 +21,7 @@ ENV_PREFIX = "NEWSLETTER_"
 ENV_ALIASES = {
     "sendgrid_api_key": ("SENDGRID_API_KEY",),
     "sendgrid_host": ("SENDGRID_HOST",),
+    "outbox_dir": ("NEWSLETTER_OUTBOX",),
 }
 
 

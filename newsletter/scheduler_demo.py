@@ -4,10 +4,8 @@ show the schedule, cancel it. The project's own database and job store are not t
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from newsletter.config import Settings
 from newsletter.db import open_database
@@ -43,8 +41,3 @@ def schedule_demo(settings: Settings, manifest: Path) -> list[str]:
 
 def replace_database(settings: Settings, url: str) -> Settings:
     return Settings(**{**settings.model_dump(), "database_url": url})
-
-
-def step_schedule(settings: Settings, report: Any) -> Any:
-    """A `newsletter.demo` step (DemoStep): adds the scheduling lines to the report's notes."""
-    return replace(report, notes=report.notes + tuple(schedule_demo(settings, report.manifest)))

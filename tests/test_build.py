@@ -146,16 +146,3 @@ def test_build_command_prints_a_table(root: Path, cli) -> None:  # type: ignore[
     for word in ("scotland", "wales", "members", "PASS", "KB", "scotland.html"):
         assert word in result.stdout
     assert (root / "out" / "build.json").is_file()
-
-
-def test_demo_builds_the_sample_edition(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("demo")
-    assert result.exit_code == 0, result.stderr
-    out = project / "build" / "2026-12"
-    data = json.loads((out / "build.json").read_text("utf-8"))
-    assert sorted(data["variants"]) == sorted(REGION_SLUGS)
-    for segment, variant in data["variants"].items():
-        assert variant["gates"]["failed"] == []
-        assert (out / f"{segment}.eml").is_file()
-        assert variant["size"] <= 90_000, segment  # headroom under Gmail's clip
-        assert segment in result.stdout

@@ -53,3 +53,8 @@ def test_invalid_setting_names_the_setting(tmp_path, monkeypatch) -> None:
 def test_unknown_setting_in_pyproject_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="colour"):
         load_settings(_project(tmp_path, 'colour = "blue"'))
+
+
+def test_outbox_directory_from_newsletter_outbox(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_OUTBOX", "/srv/outbox")
+    assert load_settings(_project(tmp_path)).resolved_outbox_dir == Path("/srv/outbox")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -101,14 +102,22 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
         return
-    table = Table(show_edge=False, title=Text(f"edition {', '.join(sorted({r.edition for r in reports}))}"), title_justify="left")
-    for column in ("run", "segment", "status", "audience", "accepted", "failed", "uncertain", "pending", "sent now", "duration"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=Text(f"edition {', '.join(sorted({r.edition for r in reports}))}"),
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("run", justify="right")
+    table.add_column("segment", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("audience", "accepted", "failed", "uncertain"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("time", justify="right")
     for r in reports:
         table.add_row(str(r.run_id or "-"), Text(r.segment), r.status, f"{r.audience:,}", f"{r.accepted:,}",
-                      f"{r.failed:,}", f"{r.uncertain:,}", f"{r.pending + r.in_flight:,}", f"{r.sent_now:,}",
+                      f"{r.failed:,}", f"{r.uncertain:,}",
                       f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-")
     console.print(table)
+    pending = sum(r.pending + r.in_flight for r in reports)
+    console.print(f"sent by this command: {sum(r.sent_now for r in reports):,} recipients"
+                  + (f"; still pending: {pending:,} (send again to resume)" if pending else ""), markup=False)
     for r in reports:
         excluded = ", ".join(f"{k} {v}" for k, v in r.excluded.items() if v)
         if excluded:

@@ -173,13 +173,31 @@ def build_command(
 
 
 def demo_command() -> None:
-    """Run the offline demo: build the sample edition (issues/2026-12.yaml) into build/."""
+    """Run the offline demo on the sample project: build the December edition into build/,
+    import the sample members, send every variant to the outbox, schedule it and cancel it again
+    (its database and outbox live under build/demo/ and start afresh on each run)."""
+    from rich.table import Table
+    from rich.text import Text
+
     from newsletter.commands.common import console
+    from newsletter.commands.delivery import _print_reports
     from newsletter.demo import run_demo
 
     report = run_demo(settings())
     if report.build is not None:
         console.print(_build_table(report.build))
+    if report.import_counts:
+        counts = ", ".join(f"{v} {k}" for k, v in report.import_counts.items())
+        console.print(f"\nimported subscribers/sample.csv: {counts}", markup=False)
+    if report.segment_counts:
+        table = Table(title="segments (subscribers/segments.yaml)", title_justify="left")
+        for column in ("segment", "rule", "members"):
+            table.add_column(column, justify="right" if column == "members" else "left")
+        for row in report.segment_counts:
+            table.add_row(Text(row["name"]), Text(row["rule"]), str(row["count"]))
+        console.print(table)
+    if report.send_reports:
+        _print_reports(list(report.send_reports), as_json=False)
+        console.print(f"outbox: {report.outbox_dir}", markup=False)
     for note in report.notes:
         console.print(note, markup=False)
-
