@@ -32,7 +32,12 @@ from newsletter.build import build_edition  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.manifest import load_manifest  # noqa: E402
 from newsletter.render import (  # noqa: E402
-    inline_css, load_template, mjml_to_html, render_mjml, render_text, template_context,
+    inline_css,
+    load_template,
+    mjml_to_html,
+    render_mjml,
+    render_text,
+    template_context,
 )
 
 

@@ -24,10 +24,15 @@ from sqlalchemy import text
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from newsletter.audience import freeze_audience  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database, open_database  # noqa: E402
-from newsletter.audience import freeze_audience  # noqa: E402
-from newsletter.delivery import FREEZE_WORKERS, _assignments, load_variants, send_edition  # noqa: E402
+from newsletter.delivery import (  # noqa: E402
+    FREEZE_WORKERS,
+    _assignments,
+    load_variants,
+    send_edition,
+)
 from newsletter.mailsend import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
 from newsletter.regions import REGIONS  # noqa: E402
 from newsletter.transports.base import MailRequest  # noqa: E402

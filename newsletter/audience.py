@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,7 +32,14 @@ from sqlalchemy.orm import Session
 from newsletter.db import Database
 from newsletter.errors import DeliveryError
 from newsletter.mailsend import MAX_PERSONALIZATIONS, VariantToSend
-from newsletter.models import Batch, Recipient, RunStatus, SendRun, Subscriber, SubscriberStatus
+from newsletter.models import (
+    Batch,
+    Recipient,
+    RunStatus,
+    SendRun,
+    Subscriber,
+    SubscriberStatus,
+)
 
 FIRST_NAME_FALLBACK = "colleague"  # "Dear -first_name-," → "Dear colleague,"
 EXCLUDED_STATUSES = tuple(s.value for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE)

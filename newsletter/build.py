@@ -26,7 +26,12 @@ from newsletter.errors import GateFailed, NotFound
 from newsletter.gates import GateReport, check_html
 from newsletter.message import preview_message
 from newsletter.render import (
-    StageTimings, Template, load_template, render_variant, template_settings, template_sha256,
+    StageTimings,
+    Template,
+    load_template,
+    render_variant,
+    template_settings,
+    template_sha256,
 )
 
 BUILD_JSON = "build.json"

@@ -12,11 +12,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.text import Text
-
 from typer.exceptions import TyperException
 
 from newsletter import __version__
-from newsletter.commands import articles, database, delivery, editions, schedule, subscribers
+from newsletter.commands import (
+    articles,
+    database,
+    delivery,
+    editions,
+    schedule,
+    subscribers,
+)
 from newsletter.errors import NewsletterError
 
 app = typer.Typer(

@@ -19,7 +19,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from newsletter.audience import AudiencePlan, SegmentPlan, freeze_audience, plan_audience
+from newsletter.audience import (
+    AudiencePlan,
+    SegmentPlan,
+    freeze_audience,
+    plan_audience,
+)
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import DeliveryError, GateFailed, InputError, NotFound
@@ -104,7 +109,9 @@ def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[Varian
     if not manifest.is_file():
         raise GateFailed(f"{manifest}: no build.json", hint="build the edition first (newsletter build MANIFEST)")
     try:
-        from newsletter.build import load_build  # the build area's full check, when present
+        from newsletter.build import (
+            load_build,  # the build area's full check, when present
+        )
     except ImportError:
         load_build = None
     if load_build is not None:

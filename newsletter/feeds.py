@@ -33,7 +33,13 @@ from newsletter.articles import Article, article_text, load_articles, write_arti
 from newsletter.errors import ArticleError
 from newsletter.regions import normalise_region
 from newsletter.sanitize import (
-    check_url, clean_html, html_to_markdown, html_to_text, plain_text, shorten, summarise,
+    check_url,
+    clean_html,
+    html_to_markdown,
+    html_to_text,
+    plain_text,
+    shorten,
+    summarise,
 )
 
 Outcome = Literal["imported", "updated", "skipped"]

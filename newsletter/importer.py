@@ -31,7 +31,13 @@ from sqlalchemy.orm import Session
 from newsletter.db import Database
 from newsletter.errors import InputError
 from newsletter.importfile import SourceRow, open_rows
-from newsletter.models import AuditEntry, ErasureTombstone, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import (
+    AuditEntry,
+    ErasureTombstone,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.subscribers import (
     SubscriberDetails,
     escape_cell,

@@ -20,7 +20,6 @@ from sendgrid.helpers.mail import (
     ClickTracking,
     Content,
     CustomArg,
-    Email,
     From,
     Header,
     Mail,

@@ -27,7 +27,13 @@ from newsletter.articles import Article, load_article
 from newsletter.config import Settings
 from newsletter.errors import ManifestError, Problem, ProblemsError
 from newsletter.manifest_check import (
-    EDITION_ID_RE, Analysis, defined_segments, load_zone, run_query, segment_region, suggest,
+    EDITION_ID_RE,
+    Analysis,
+    defined_segments,
+    load_zone,
+    run_query,
+    segment_region,
+    suggest,
     template_problem,
 )
 from newsletter.yamlsource import PathKey, load_yaml

@@ -242,7 +242,9 @@ def mjml_to_html(source: str) -> str:
 
 def inline_css(html: str) -> str:
     """Inline CSS for clients that ignore <style>, keeping <style> for media queries/dark mode."""
-    from premailer import Premailer  # imported lazily: premailer pulls in cssutils (slow import)
+    from premailer import (
+        Premailer,  # imported lazily: premailer pulls in cssutils (slow import)
+    )
 
     transformed = Premailer(
         html,

@@ -27,7 +27,13 @@ from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend, ScheduleState, Subscriber
 from newsletter.scheduler_jobs import JobRegistry, job_id
-from newsletter.timeparse import SendWindow, describe, parse_send_time, require_future, zone
+from newsletter.timeparse import (
+    SendWindow,
+    describe,
+    parse_send_time,
+    require_future,
+    zone,
+)
 
 log = logging.getLogger("newsletter.scheduler")
 

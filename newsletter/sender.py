@@ -32,7 +32,13 @@ from newsletter.db import Database
 from newsletter.errors import TransportAuthError
 from newsletter.mailsend import MailBuilder, RecipientRow
 from newsletter.models import Batch, BatchStatus, Recipient
-from newsletter.transports.base import ConnectionFailed, MailRequest, OutcomeUnknown, Transport, TransportResponse
+from newsletter.transports.base import (
+    ConnectionFailed,
+    MailRequest,
+    OutcomeUnknown,
+    Transport,
+    TransportResponse,
+)
 
 HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000

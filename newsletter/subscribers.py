@@ -13,8 +13,8 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email

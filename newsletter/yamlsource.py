@@ -99,8 +99,8 @@ def parse_yaml(text: str, filename: str, *, line_offset: int = 0) -> YamlDocumen
     if node is not None:
         doc.data = _convert(node, (), doc)
     if line_offset:
-        doc.locations = {k: (l + line_offset, c) for k, (l, c) in doc.locations.items()}
-        doc.key_locations = {k: (l + line_offset, c) for k, (l, c) in doc.key_locations.items()}
+        doc.locations = {k: (ln + line_offset, c) for k, (ln, c) in doc.locations.items()}
+        doc.key_locations = {k: (ln + line_offset, c) for k, (ln, c) in doc.key_locations.items()}
         doc.duplicate_keys = [
             Problem(p.file, p.line + line_offset, p.col, p.message, p.hint) for p in doc.duplicate_keys
         ]

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from newsletter.articles import (
-    Article, article_text, filter_articles, load_article, load_articles, parse_article, write_article,
+    Article,
+    article_text,
+    filter_articles,
+    load_article,
+    load_articles,
+    parse_article,
+    write_article,
 )
 from newsletter.errors import ProblemsError
 from newsletter.regions import REGION_SLUGS

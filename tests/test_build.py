@@ -9,12 +9,16 @@ from email import policy
 from pathlib import Path
 
 import pytest
-
 from buildproject import make_build_project
-from newsletter.build import BuildGateFailed, build_edition, inputs_fingerprint, load_build
+
+from newsletter.build import (
+    BuildGateFailed,
+    build_edition,
+    inputs_fingerprint,
+    load_build,
+)
 from newsletter.config import load_settings
 from newsletter.errors import GateFailed, InputError
-from newsletter.regions import REGION_SLUGS
 
 
 @pytest.fixture

@@ -8,7 +8,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from newsletter.db import create_db_engine, current_revision, head_revision, open_database, safe_url
+from newsletter.db import (
+    create_db_engine,
+    current_revision,
+    head_revision,
+    open_database,
+    safe_url,
+)
 from newsletter.errors import DatabaseError
 from newsletter.models import Base, Meta
 

@@ -6,16 +6,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from delivery_support import make_project, project_settings, seed_members
+from sqlalchemy import select
 
 from newsletter.db import Database
 from newsletter.delivery import list_runs, run_report, send_edition
 from newsletter.errors import GateFailed, TransportAuthError
-from newsletter.models import Batch, Recipient, SendRun, Subscriber
+from newsletter.models import Batch, Subscriber
 from newsletter.tokens import UNSUBSCRIBE, token_secret, verify_token
-from newsletter.transports.base import ConnectionFailed, OutcomeUnknown, TransportResponse
+from newsletter.transports.base import (
+    ConnectionFailed,
+    OutcomeUnknown,
+    TransportResponse,
+)
 from newsletter.transports.memory import MemoryTransport
-from delivery_support import make_project, project_settings, seed_members
 
 
 @pytest.fixture

@@ -15,14 +15,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-
 from delivery_support import make_project, project_settings, seed_members
+from sqlalchemy import select
+from stub_sendgrid import StubSendGrid
+
 from newsletter.db import Database
 from newsletter.delivery import run_report, send_edition
 from newsletter.models import Batch, BatchStatus, Recipient
 from newsletter.transports.sendgrid import SendGridTransport
-from stub_sendgrid import StubSendGrid
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from buildproject import make_build_project
+
 from newsletter.config import load_settings
 from newsletter.errors import InputError
 from newsletter.manifest import Edition, load_manifest

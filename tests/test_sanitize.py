@@ -6,7 +6,12 @@ import pytest
 from markdown_it import MarkdownIt
 
 from newsletter.sanitize import (
-    check_url, clean_html, escape_markdown, html_to_markdown, html_to_text, summarise,
+    check_url,
+    clean_html,
+    escape_markdown,
+    html_to_markdown,
+    html_to_text,
+    summarise,
 )
 
 BASE = "https://news.example.org/blog/"

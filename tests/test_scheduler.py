@@ -11,6 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from scheduling_support import (
+    EDITION,
+    MEMBERS,
+    add_members,
+    install_edition,
+    set_send_at,
+)
 from sqlalchemy import update
 
 from newsletter.config import Settings, load_settings
@@ -20,7 +27,6 @@ from newsletter.models import ScheduledSend
 from newsletter.scheduler import cancel, list_schedule, move, schedule_edition
 from newsletter.scheduler_daemon import DaemonContext, execute_send, resume_orphans
 from newsletter.scheduler_jobs import JobRegistry
-from scheduling_support import EDITION, MEMBERS, add_members, install_edition, set_send_at
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

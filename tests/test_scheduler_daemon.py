@@ -15,15 +15,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from scheduling_support import (
+    EDITION,
+    MEMBERS,
+    Sink,
+    add_members,
+    install_edition,
+    loopback_sink,
+    now,
+    set_send_at,
+    wait_until,
+)
 
 from newsletter.config import load_settings
 from newsletter.db import Database, open_database
 from newsletter.scheduler import list_schedule, schedule_edition
 from newsletter.scheduler_daemon import context_for, run_daemon
-from scheduling_support import (
-    EDITION, MEMBERS, Sink, add_members, install_edition, loopback_sink, now, set_send_at,
-    wait_until,
-)
 
 ALL_MEMBERS = sorted(e for emails in MEMBERS.values() for e in emails)
 

@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from delivery_support import seed_members
 from python_http_client.exceptions import BadRequestsError
 from sendgrid import SendGridAPIClient
 
-from delivery_support import seed_members
 from newsletter.config import load_settings
 from newsletter.db import Database
-from newsletter.delivery import send_edition
+from newsletter.delivery import load_variants, send_edition
 from newsletter.mailsend import MailBuilder, MessageOptions, RecipientRow, helper_mail
-from newsletter.delivery import load_variants
 from newsletter.transports import MailRequest
 from newsletter.transports.sendgrid import SendGridTransport
 

@@ -8,7 +8,13 @@ from pydantic import SecretStr
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, make_token, token_secret, verify_token
+from newsletter.tokens import (
+    PREFERENCES,
+    UNSUBSCRIBE,
+    make_token,
+    token_secret,
+    verify_token,
+)
 
 
 def test_round_trip_and_url_safe() -> None:

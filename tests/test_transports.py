@@ -9,15 +9,27 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from stub_sendgrid import StubSendGrid
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
-from newsletter.mailsend import MailBuilder, MessageOptions, RecipientRow, VariantToSend, helper_mail
-from newsletter.transports import ConnectionFailed, MailRequest, OutcomeUnknown, TransportResponse, make_transport
+from newsletter.mailsend import (
+    MailBuilder,
+    MessageOptions,
+    RecipientRow,
+    VariantToSend,
+    helper_mail,
+)
+from newsletter.transports import (
+    ConnectionFailed,
+    MailRequest,
+    OutcomeUnknown,
+    TransportResponse,
+    make_transport,
+)
 from newsletter.transports.memory import MemoryTransport
 from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.sendgrid import SendGridTransport
-from stub_sendgrid import StubSendGrid
 
 VARIANT = VariantToSend("2026-12", "wales", "Digest: <Wales> & more", "<p>Dear -first_name-</p>", "Dear -first_name-",
                         "0" * 64, "digest@example.org", "LPS Digest")

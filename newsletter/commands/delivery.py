@@ -11,11 +11,24 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-from newsletter.commands.common import console, database, err_console, print_json, settings
+from newsletter.commands.common import (
+    console,
+    database,
+    err_console,
+    print_json,
+    settings,
+)
 from newsletter.config import Settings
 from newsletter.errors import DeliveryError, InputError, NewsletterError
 

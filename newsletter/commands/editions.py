@@ -17,6 +17,7 @@ import typer
 from newsletter.commands.common import settings
 from newsletter.errors import GateFailed, InputError, NewsletterError
 
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.command("check")(check_command)
@@ -173,9 +174,11 @@ def build_command(
 
 
 def demo_command() -> None:
-    """Run the offline demo on the sample project: build the December edition into build/,
-    import the sample members, send every variant to the outbox, schedule it and cancel it again
-    (its database and outbox live under build/demo/ and start afresh on each run)."""
+    """Offline tour: build the sample edition, import members, send to the outbox, schedule.
+
+    Builds issues/2026-12.yaml into build/2026-12/, imports subscribers/sample.csv, sends every
+    variant to the outbox, then schedules the edition and cancels it again. Its database and
+    outbox live under build/demo/ and start afresh on each run."""
     from rich.table import Table
     from rich.text import Text
 

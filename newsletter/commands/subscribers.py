@@ -12,7 +12,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from newsletter import importer, privacy, segments, subscribers
-from newsletter.commands.common import console, database, err_console, print_json, settings
+from newsletter.commands.common import (
+    console,
+    database,
+    err_console,
+    print_json,
+    settings,
+)
 from newsletter.errors import InputError, SegmentError
 
 subscribers_app = typer.Typer(help="Members: import, export, admin and GDPR requests.",

@@ -19,7 +19,12 @@ from urllib.parse import urlsplit
 from sendgrid import SendGridAPIClient
 
 from newsletter.errors import ConfigError
-from newsletter.transports.base import ConnectionFailed, MailRequest, OutcomeUnknown, TransportResponse
+from newsletter.transports.base import (
+    ConnectionFailed,
+    MailRequest,
+    OutcomeUnknown,
+    TransportResponse,
+)
 
 MAIL_SEND_PATH = "/v3/mail/send"
 

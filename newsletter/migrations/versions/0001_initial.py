@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-25 15:15:25.829895
 """
 
-from alembic import op
 import sqlalchemy as sa
-import newsletter.models
+from alembic import op
 
+import newsletter.models
 
 revision = '0001'
 down_revision = None
