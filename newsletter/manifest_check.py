@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from newsletter.articles import Article, filter_articles
 from newsletter.config import Settings
-from newsletter.errors import Problem, ProblemsError
+from newsletter.errors import Problem, ProblemsError, ScheduleError
 from newsletter.regions import REGION_SLUGS, normalise_region
+from newsletter.timeparse import localise
 from newsletter.yamlsource import PathKey, YamlDocument
 
 TEMPLATE_ENTRY = "email.mjml.j2"
@@ -58,46 +59,6 @@ class TimeResult:
     hint: str | None = None
 
 
-def _fmt(dt: datetime) -> str:
-    return dt.isoformat(timespec="minutes")
-
-
-def _next_valid_local(naive: datetime, zone: ZoneInfo) -> datetime:
-    """The first whole minute after a spring-forward gap that exists on the wall clock."""
-    probe = naive.replace(second=0, microsecond=0)
-    for _ in range(24 * 60):
-        probe += timedelta(minutes=1)
-        if _exists(probe, zone):
-            return probe
-    return probe  # unreachable for real zones
-
-
-def _exists(naive: datetime, zone: ZoneInfo) -> bool:
-    aware = naive.replace(tzinfo=zone, fold=0)
-    return aware.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == naive
-
-
-def localise(naive: datetime, zone: ZoneInfo) -> TimeResult:
-    """Interpret a wall-clock time in `zone`. A time in a spring-forward gap is an error with the
-    next valid time as hint; a time that happens twice (fall-back) needs an explicit offset."""
-    early = naive.replace(tzinfo=zone, fold=0)
-    late = naive.replace(tzinfo=zone, fold=1)
-    if early.utcoffset() == late.utcoffset():
-        return TimeResult(early)
-    if not _exists(naive, zone):
-        nxt = _next_valid_local(naive, zone)
-        return TimeResult(
-            None,
-            f"{_fmt(naive)} does not exist in {zone.key}: the clocks go forward then",
-            f"use {_fmt(nxt)} (the next valid time) or later",
-        )
-    return TimeResult(
-        None,
-        f"{_fmt(naive)} happens twice in {zone.key}: the clocks go back then",
-        f"add the offset to say which one: {early.isoformat()} or {late.isoformat()}",
-    )
-
-
 def parse_send_at(value: Any, zone: ZoneInfo) -> TimeResult:
     """A manifest `send_at`: a zone-aware ISO date-time (converted to `zone`), or a local date-time
     interpreted in `zone`."""
@@ -115,7 +76,10 @@ def parse_send_at(value: Any, zone: ZoneInfo) -> TimeResult:
     else:
         return TimeResult(None, f"bad send_at time {value!r}", f"use ISO 8601, {example}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return localise(parsed, zone)
+        try:  # the same gap / fall-back rules as `schedule --at`
+            return TimeResult(localise(parsed, zone.key))
+        except ScheduleError as exc:
+            return TimeResult(None, exc.message, exc.hint)
     return TimeResult(parsed.astimezone(zone))
 
 
