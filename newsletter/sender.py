@@ -31,7 +31,7 @@ from sqlalchemy import and_, or_, select, update
 from newsletter.db import Database
 from newsletter.errors import TransportAuthError
 from newsletter.mailsend import MailBuilder, RecipientRow
-from newsletter.models import Batch, BatchStatus, Recipient
+from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, SubscriberStatus
 from newsletter.transports.base import (
     ConnectionFailed,
     MailRequest,
@@ -219,16 +219,23 @@ class Sender:
         return 0.0 if due[0] is None else max(0.0, (due[0] - now()).total_seconds())
 
     # -- one batch ---------------------------------------------------------------------------
-    def request_for(self, claim: Claim) -> MailRequest:
+    def request_for(self, claim: Claim) -> MailRequest | None:
+        """The batch's request, or None when none of its recipients is still on the list."""
         builder = self.builders[claim.run_id]
         with self.db.session() as session:
+            # Members who unsubscribed, bounced, complained or were erased since the audience was
+            # frozen (a send paused, resumed or retried later) are left out of the request.
             rows = session.execute(
                 select(Recipient.subscriber_id, Recipient.email, Recipient.name,
                        Recipient.substitutions["first_name"].as_string())
-                .where(Recipient.run_id == claim.run_id, Recipient.batch_id == claim.batch_id)
+                .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
+                .where(Recipient.run_id == claim.run_id, Recipient.batch_id == claim.batch_id,
+                       Subscriber.status == SubscriberStatus.ACTIVE.value)
                 .order_by(Recipient.id)
             ).all()
         recipients = [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
+        if not recipients:
+            return None
         body = builder.body(recipients)
         return MailRequest(builder.variant.edition, builder.variant.segment, claim.seq, body, len(recipients))
 
@@ -247,6 +254,11 @@ class Sender:
 
     def send_one(self, claim: Claim) -> str:
         request = self.request_for(claim)
+        if request is None:
+            self._finish(claim, status=BatchStatus.ACCEPTED.value, last_error=None,
+                         response_body="not sent: every recipient left the list after the audience was frozen")
+            self.on_batch(claim.run_id, 0, BatchStatus.ACCEPTED.value)
+            return BatchStatus.ACCEPTED.value
         try:
             response = self.transport.send(request)
         except ConnectionFailed as exc:

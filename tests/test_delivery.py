@@ -211,3 +211,24 @@ def test_rate_limit_headers() -> None:
     assert retry_after(TransportResponse(429, {"Retry-After": "7"}), 1.0) == 7.0
     assert retry_after(TransportResponse(429, {"Retry-After": "99999999"}), 1.0) == 3600.0
     assert retry_after(TransportResponse(429, {}), 2.5) == 2.5
+
+
+def test_members_who_leave_after_the_freeze_are_not_sent_on_resume(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.privacy import erase
+    from newsletter.subscribers import unsubscribe
+
+    build, settings = setup
+    active = seed_members(db, {"wales": 12})  # batches of 10: the second request fails first time
+    first = MemoryTransport(script=[TransportResponse(202), ConnectionFailed("down")])
+    send_edition(db, settings.model_copy(update={"max_retries": 0, "concurrency": 1}), build,
+                 transport=first, segments=["wales"])
+    sent_first = set(first.recipients())
+    left = [email for email in active if email not in sent_first]
+    assert len(left) == 2
+    with db.session() as session:  # between the two attempts: one unsubscribes, one is erased
+        unsubscribe(session, left[0], actor="test", reason="asked")
+        erase(session, left[1], actor="test")
+    second = MemoryTransport(handler=lambda r: TransportResponse(202))
+    send_edition(db, settings, build, transport=second, segments=["wales"])
+    assert second.recipients() == []
+    assert run_report(db, "2026-12")[0].pending == 0
