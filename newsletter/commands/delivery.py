@@ -111,7 +111,7 @@ def _confirm(plan: Any) -> bool:
     return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
 
 
-def _print_reports(reports: list[Any], as_json: bool) -> None:
+def print_reports(reports: list[Any], as_json: bool, *, after_send: bool = False) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
         return
@@ -129,8 +129,10 @@ def _print_reports(reports: list[Any], as_json: bool) -> None:
                       f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-")
     console.print(table)
     pending = sum(r.pending + r.in_flight for r in reports)
-    console.print(f"sent by this command: {sum(r.sent_now for r in reports):,} recipients"
-                  + (f"; still pending: {pending:,} (send again to resume)" if pending else ""), markup=False)
+    if after_send:
+        console.print(f"sent by this command: {sum(r.sent_now for r in reports):,} recipients", markup=False)
+    if pending:
+        console.print(f"still pending: {pending:,} recipients (send again to resume)", markup=False)
     for r in reports:
         excluded = ", ".join(f"{k} {v}" for k, v in r.excluded.items() if v)
         if excluded:
@@ -167,7 +169,7 @@ def send_command(
     except SendInterrupted as stopped:
         if progress:
             progress.stop()
-        _print_reports(stopped.reports, as_json)
+        print_reports(stopped.reports, as_json, after_send=True)
         err_console.print("requests in flight were recorded; run the same command again to resume", markup=False)
         raise KeyboardInterrupt from None  # the root CLI prints "interrupted" and exits 130
     finally:
@@ -176,7 +178,7 @@ def send_command(
         db.dispose()
     if not reports:
         raise DeliveryError("cancelled: nothing was sent", hint="pass --yes to send without asking")
-    _print_reports(reports, as_json)
+    print_reports(reports, as_json, after_send=True)
     if dry_run:
         return
     if sum(r.audience for r in reports) == 0:
@@ -214,7 +216,7 @@ def sends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     if not reports and not as_json:
         console.print("no sends yet", markup=False)
         return
-    _print_reports(reports, as_json)
+    print_reports(reports, as_json)
 
 
 @sends_app.command("show")
@@ -230,7 +232,7 @@ def sends_show(
         reports = run_report(db, run)
     finally:
         db.dispose()
-    _print_reports(reports, as_json)
+    print_reports(reports, as_json)
 
 
 @suppressions_app.command("sync")

@@ -183,7 +183,7 @@ def demo_command() -> None:
     from rich.text import Text
 
     from newsletter.commands.common import console
-    from newsletter.commands.delivery import _print_reports
+    from newsletter.commands.delivery import print_reports
     from newsletter.demo import run_demo
 
     report = run_demo(settings())
@@ -200,7 +200,7 @@ def demo_command() -> None:
             table.add_row(Text(row["name"]), Text(row["rule"]), str(row["count"]))
         console.print(table)
     if report.send_reports:
-        _print_reports(list(report.send_reports), as_json=False)
+        print_reports(list(report.send_reports), as_json=False, after_send=True)
         console.print(f"outbox: {report.outbox_dir}", markup=False)
     for note in report.notes:
         console.print(note, markup=False)
