@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
+from rich import box
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -42,12 +43,16 @@ def _table(infos: list[Any]) -> None:
     if not infos:
         console.print("nothing scheduled")
         return
-    table = Table("edition", "segment", "local time", "UTC", "audience", "state", "note")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("edition", "segment", "local time", "UTC", "audience", "state"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "audience" else "left")
+    table.add_column("note", overflow="fold")
     for i in infos:
         local = i.send_at.astimezone(ZoneInfo(i.zone))
+        utc = f"{i.send_at:%H:%M}" if i.send_at.date() == local.date() else f"{i.send_at:%Y-%m-%d %H:%M}"
         table.add_row(
-            escape(i.edition), escape(i.segment), f"{local:%Y-%m-%d %H:%M %Z}",
-            f"{i.send_at:%Y-%m-%d %H:%M}", "?" if i.audience is None else str(i.audience),
+            escape(i.edition), escape(i.segment), f"{local:%Y-%m-%d %H:%M %Z}", utc,
+            "-" if i.audience is None else str(i.audience),
             f"[{STATE_STYLE.get(i.state, '')}]{i.state}[/]", escape(i.note or ""),
         )
     console.print(table)
