@@ -129,6 +129,7 @@ def preview_command(
 
 def _build_table(result: Any) -> Any:
     """A Rich table of a BuildResult: variant, articles, size, gates, paths (no markup in data)."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -136,10 +137,12 @@ def _build_table(result: Any) -> Any:
     base = Path.cwd()
     shown = folder.relative_to(base) if folder.is_relative_to(base) else folder
     table = Table(title=Text(f"{result.edition_id}: {result.title}"), title_justify="left",
-                  caption=Text(f"files in {shown}/"), caption_justify="left")
-    for column, justify in (("variant", "left"), ("articles", "right"), ("size", "right"),
-                            ("gates", "left"), ("paths", "left")):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+                  caption=Text(f"files in {shown}/"), caption_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column, justify in (("variant", "left"), ("articles", "right"), ("size", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("gates", overflow="fold")
+    table.add_column("files", no_wrap=True)
     for v in result.variants:
         gates = v.gates.summary()
         if v.gates.failed:
