@@ -50,12 +50,14 @@ class YamlDocument:
         return Problem(self.filename, line, col, message, hint, severity)
 
 
-def _convert(node: yaml.Node, path: PathKey, doc: YamlDocument) -> Any:
+def _convert(
+    node: yaml.Node, path: PathKey, doc: YamlDocument, constructor: yaml.constructor.SafeConstructor
+) -> Any:
     doc.locations[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, constructor)
             if isinstance(key, list):
                 key = tuple(key)
             child = (*path, key)
@@ -67,19 +69,15 @@ def _convert(node: yaml.Node, path: PathKey, doc: YamlDocument) -> Any:
                     )
                 )
             doc.key_locations[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _convert(value_node, child, doc)
+            result[key] = _convert(value_node, child, doc, constructor)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), doc) for i, item in enumerate(node.value)]
-    return _scalar(node)
+        return [_convert(item, (*path, i), doc, constructor) for i, item in enumerate(node.value)]
+    return _scalar(node, constructor)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+def _scalar(node: yaml.Node, constructor: yaml.constructor.SafeConstructor) -> Any:
+    return constructor.construct_object(node, deep=True)
 
 
 def parse_yaml(text: str, filename: str, *, line_offset: int = 0) -> YamlDocument:
@@ -97,7 +95,7 @@ def parse_yaml(text: str, filename: str, *, line_offset: int = 0) -> YamlDocumen
         ) from None
     doc = YamlDocument(filename, None)
     if node is not None:
-        doc.data = _convert(node, (), doc)
+        doc.data = _convert(node, (), doc, yaml.constructor.SafeConstructor())
     if line_offset:
         doc.locations = {k: (ln + line_offset, c) for k, (ln, c) in doc.locations.items()}
         doc.key_locations = {k: (ln + line_offset, c) for k, (ln, c) in doc.key_locations.items()}
