@@ -5,6 +5,7 @@ Actions (one per request, in order; then "ok"):
   "ok"       record, answer 202 with X-Message-Id
   "429"      answer 429 with X-RateLimit-Reset one second ahead (not recorded)
   "500"      answer 500 (not recorded)
+  "401"      answer 401, as SendGrid does for a bad API key (not recorded)
   "timeout"  record, then answer only after `slow` seconds (the client has given up: uncertain)
   "drop"     read the request, close the connection without an answer (not recorded)
   "kill-before" / "kill-after-record" / "kill-after-response"
@@ -30,6 +31,7 @@ class StubSendGrid:
         self.slow, self.delay = slow, delay
         self.recorded: list[str] = []  # one address per processed personalization
         self.requests = 0
+        self.authorizations: list[str] = []  # the Authorization header of every answered request
         self.lock = threading.Lock()
         self.kill: Callable[[], None] = lambda: None
         stub = self
@@ -65,12 +67,15 @@ class StubSendGrid:
                     self.close_connection = True
                     self.connection.close()
                     return
-                status = {"ok": 202, "timeout": 202, "kill-after-response": 202, "429": 429, "500": 500}[action]
+                status = {"ok": 202, "timeout": 202, "kill-after-response": 202, "429": 429, "500": 500,
+                          "401": 401}[action]
                 self.send_response(status)
                 if status == 429:
                     self.send_header("X-RateLimit-Reset", str(int(time.time()) + 1))
                 if status == 202:
                     self.send_header("X-Message-Id", f"stub-{stub.requests}")
+                with stub.lock:
+                    stub.authorizations.append(self.headers.get("Authorization", ""))
                 self.send_header("Content-Length", "0")
                 try:
                     self.end_headers()

@@ -232,3 +232,24 @@ def test_members_who_leave_after_the_freeze_are_not_sent_on_resume(setup, db: Da
     send_edition(db, settings, build, transport=second, segments=["wales"])
     assert second.recipients() == []
     assert run_report(db, "2026-12")[0].pending == 0
+
+
+def test_cli_bad_api_key_stops_at_once_and_never_shows_the_key(tmp_path: Path, db: Database, db_url: str, cli,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch) -> None:
+    from stub_sendgrid import StubSendGrid
+
+    make_project(tmp_path)
+    seed_members(db, {"wales": 25})
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"NEWSLETTER_PROJECT_DIR": str(tmp_path), "NEWSLETTER_DATABASE_URL": db_url,
+                        "SENDGRID_API_KEY": "SG.do-not-print-me", "NEWSLETTER_BATCH_SIZE": "10",
+                        "NEWSLETTER_CONCURRENCY": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with StubSendGrid(["401"] * 10) as stub:
+        monkeypatch.setenv("SENDGRID_HOST", stub.url)
+        result = cli("send", "x.yaml", "--build", "build/2026-12", "--segment", "wales", "--yes")
+    assert result.exit_code == 1
+    assert "refused the API key" in result.stderr
+    assert "do-not-print-me" not in result.stdout + result.stderr
+    assert stub.requests == 1 and stub.authorizations == ["Bearer SG.do-not-print-me"]
+    assert run_report(db, "2026-12")[0].pending == 25  # nothing lost: the next send resumes
