@@ -50,6 +50,7 @@ class VariantSpec:
     region: str | None
     send_at: datetime | None
     zone: str
+    window: str | None = None    # local hours it may go out in, e.g. "07:00-20:00"
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,10 @@ class Edition:
 
 
 TOP_FIELDS = ("edition", "title", "subject", "preheader", "template", "intro", "featured",
-              "articles", "send_at", "timezone", "segments")
+              "articles", "send_at", "window", "timezone", "segments")
 REQUIRED = ("edition", "title", "subject", "preheader", "segments")
 ARTICLES_FIELDS = ("slugs", "query")
-SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "region")
+SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "window", "region")
 DEFAULT_TEMPLATE = "digest"
 
 
@@ -147,13 +148,15 @@ def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, li
     if zone_error:
         a.error(("timezone",), zone_error, zone_hint)
     default_send_at = a.send_at(("send_at",), data.get("send_at"), zone)
+    zone_key = zone.key if zone else str(zone_name)
+    default_window = a.window(("window",), data.get("window"), default_send_at, zone_key)
 
     featured = a.slug(("featured",), data["featured"]) if data.get("featured") is not None else None
     selection = _selection(a, data.get("articles"), featured)
 
     variants = _variants(a, data.get("segments"), selection, featured,
                          defaults=(subject, preheader, intro), send_at=default_send_at,
-                         zone_info=zone, zone=zone.key if zone else str(zone_name))
+                         window=default_window, zone_info=zone, zone=zone_key)
     if any(p.severity == "error" for p in a.problems) or not edition_id:
         return None, a.problems
     edition = Edition(id=edition_id, title=title, template=str(template),
@@ -186,8 +189,10 @@ def _selection(a: Analysis, value: Any, featured: Article | None) -> list[Articl
 
 def _variants(
     a: Analysis, segments: Any, selection: list[Article], featured: Article | None, *,
-    defaults: tuple[str, str, str], send_at: datetime | None, zone_info: ZoneInfo | None, zone: str,
+    defaults: tuple[str, str, str], send_at: datetime | None, window: str | None,
+    zone_info: ZoneInfo | None, zone: str,
 ) -> list[VariantSpec]:
+    default_window = window
     if segments is None:
         return []
     if not isinstance(segments, dict):
@@ -244,6 +249,7 @@ def _variants(
             region=region,
             send_at=when,
             zone=zone,
+            window=_segment_window(a, at, overrides, default_window, when, zone),
         ))
     if not segments:
         a.error(("segments",), "no segments: nobody would receive this edition",
@@ -253,6 +259,17 @@ def _variants(
             a.error(_where_selected(a, art.slug), f"article {art.slug!r} is omitted by every segment",
                     "remove it from the edition's articles, or stop omitting it somewhere")
     return variants
+
+
+def _segment_window(a: Analysis, at: PathKey, overrides: dict[str, Any], default: str | None,
+                    when: datetime | None, zone: str) -> str | None:
+    """The segment's own window, else the edition's (checked again when the segment has its own
+    send time)."""
+    if "window" in overrides:
+        return a.window((*at, "window"), overrides["window"], when, zone)
+    if default and "send_at" in overrides:
+        return a.window((*at, "send_at"), default, when, zone)
+    return default
 
 
 def _where_selected(a: Analysis, slug: str) -> PathKey:

@@ -20,7 +20,7 @@ from newsletter.articles import Article, filter_articles
 from newsletter.config import Settings
 from newsletter.errors import Problem, ProblemsError, ScheduleError
 from newsletter.regions import REGION_SLUGS, normalise_region
-from newsletter.timeparse import localise
+from newsletter.timeparse import SendWindow, localise
 from newsletter.yamlsource import PathKey, YamlDocument
 
 TEMPLATE_ENTRY = "email.mjml.j2"
@@ -141,6 +141,20 @@ class Analysis:
             if name not in allowed:
                 self.error((*at, name), f"unknown field {name!r} in {what}",
                            suggest(str(name), allowed) or f"allowed: {', '.join(allowed)}", key=True)
+
+    def window(self, at: PathKey, value: Any, send_at: datetime | None, zone: str) -> str | None:
+        """A send window such as "07:00-20:00" (normalised), checked against the send time."""
+        if value is None:
+            return None
+        try:
+            window = SendWindow.parse(str(value))
+        except ScheduleError as exc:
+            self.error(at, exc.message, exc.hint)
+            return None
+        if send_at is not None and not window.contains(send_at, zone):
+            self.error(at, f"send time {send_at:%Y-%m-%d %H:%M} is outside the send window {window}",
+                       "move send_at inside the window, or widen the window")
+        return str(window)
 
     def text(self, at: PathKey, value: Any, name: str, *, required: bool = False) -> str | None:
         if value is None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
@@ -27,6 +27,8 @@ from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend, ScheduleState, Subscriber
 from newsletter.scheduler_jobs import JobRegistry, job_id
+if TYPE_CHECKING:
+    from newsletter.manifest import VariantSpec
 from newsletter.timeparse import (
     SendWindow,
     describe,
@@ -95,10 +97,11 @@ class PlannedSend:
     segment: str
     send_at: datetime
     zone: str
+    window: SendWindow | None = None
 
 
 def plan_sends(
-    variants: Sequence[Any], *, segments: Sequence[str] | None, at: str | datetime | None,
+    variants: Sequence[VariantSpec], *, segments: Sequence[str] | None, at: str | datetime | None,
     window: SendWindow | None, now: datetime,
 ) -> list[PlannedSend]:
     """When each chosen segment goes out (variants: manifest VariantSpecs, in manifest order)."""
@@ -121,13 +124,14 @@ def plan_sends(
             )
         when = when.astimezone(UTC)
         require_future(when, variant.zone, now)
-        if window and not window.contains(when, variant.zone):
+        allowed = window or (SendWindow.parse(variant.window) if variant.window else None)
+        if allowed and not allowed.contains(when, variant.zone):
             raise ScheduleError(
                 f"segment {name!r} would go out at {describe(when, variant.zone)}, "
-                f"outside its send window {window}",
+                f"outside its send window {allowed}",
                 hint="choose a time inside the window with --at",
             )
-        plans.append(PlannedSend(name, when, variant.zone))
+        plans.append(PlannedSend(name, when, variant.zone, allowed))
     return plans
 
 
@@ -204,7 +208,7 @@ def schedule_edition(
             values = dict(
                 manifest_path=str(manifest_path), build_dir=str(build_dir), send_at=plan.send_at,
                 zone=plan.zone, fingerprint=fingerprint, variant_sha256=hashes[plan.segment],
-                state=S.SCHEDULED, note=None, send_window=str(send_window) if send_window else None,
+                state=S.SCHEDULED, note=None, send_window=str(plan.window) if plan.window else None,
                 owner=None, heartbeat_at=None,
             )
             row = session.scalar(

@@ -384,3 +384,34 @@ def test_broken_segments_file_is_reported(proj: Path) -> None:
     (proj / "subscribers" / "segments.yaml").write_text("segments: [unclosed\n")
     problems = problems_for(proj, BASE + "articles: [modern-leadership]\nsegments: {london: {}}\n")
     assert problems and all(p.file.endswith("segments.yaml") for p in problems)
+
+
+def test_send_window_per_segment_and_edition(proj: Path) -> None:
+    path = write(proj, BASE + """\
+        send_at: 2026-12-03T08:00
+        window: "07:00-20:00"
+        articles: [modern-leadership]
+        segments:
+          london: {}
+          scotland: {window: "06:30-09:00", send_at: "2026-12-03 07:00"}
+        """)
+    london, scotland = load_manifest(path, settings_for(proj)).variants
+    assert (london.window, scotland.window) == ("07:00-20:00", "06:30-09:00")
+
+
+def test_send_time_outside_its_window_and_bad_windows_are_problems(proj: Path) -> None:
+    problems = problems_for(proj, BASE + """\
+        send_at: 2026-12-03T08:00
+        window: "07:00-20:00"
+        articles: [modern-leadership]
+        segments:
+          london: {send_at: "2026-12-03 21:30"}
+          wales: {window: "8am to 6pm"}
+          east: {window: "20:00-07:00"}
+        """)
+    messages = sorted((p.line, p.message) for p in problems if p.severity == "error")
+    assert messages == [
+        (10, "send time 2026-12-03 21:30 is outside the send window 07:00-20:00"),
+        (11, "cannot read send window '8am to 6pm'"),
+        (12, "send window '20:00-07:00' ends before it starts"),
+    ]

@@ -329,3 +329,15 @@ def test_demo_step_schedules_and_cancels_in_a_throwaway_database(env) -> None:  
     lines = schedule_demo(settings, manifest)
     assert lines[0].startswith("scheduled 2099-01:east for ") and "cancelled all 3" in lines[-1]
     assert list_schedule(db, settings) == []  # the project's database is untouched
+
+
+def test_the_manifest_send_window_is_honoured(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    text = manifest.read_text("utf-8").replace("  east: {}", '  east: {window: "07:00-20:00"}')
+    manifest.write_text(text, "utf-8")
+    with pytest.raises(ScheduleError, match="outside its send window 07:00-20:00"):
+        schedule_edition(db, settings, manifest, segments=["east"], at="2099-01-05 21:00")
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at="2099-01-05 08:00")
+    assert info.window == "07:00-20:00"
+    [other] = schedule_edition(db, settings, manifest, segments=["london"], at="2099-01-05 21:00")
+    assert other.window is None
