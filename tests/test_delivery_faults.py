@@ -20,8 +20,9 @@ from sqlalchemy import select
 from stub_sendgrid import StubSendGrid
 
 from newsletter.db import Database
-from newsletter.delivery import run_report, send_edition
+from newsletter.delivery import edition_started, run_report, send_edition
 from newsletter.models import Batch, BatchStatus, Recipient
+from newsletter.transports.outbox import OutboxTransport
 from newsletter.transports.sendgrid import SendGridTransport
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,3 +144,31 @@ def test_ctrl_c_finishes_requests_in_flight_and_resumes(tmp_path: Path, db: Data
     assert resumed.returncode == 0
     assert sorted(stub.recorded) == sorted(active)  # everyone once: nothing uncertain after a clean stop
     assert _members_of(db, BatchStatus.UNCERTAIN.value) == set()
+
+
+def test_outbox_write_failure_fails_the_batch_and_the_next_send_resumes(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 12})
+    settings = project_settings(tmp_path, db_url, batch_size=5, max_retries=1)
+    blocked = tmp_path / "outbox"
+    blocked.write_text("a file where the outbox directory should be")
+    reports = send_edition(db, settings, build, transport=OutboxTransport(blocked))
+    assert reports[0].failed == 12 and reports[0].uncertain == 0 and reports[0].accepted == 0
+    assert all("cannot write" in p for p in reports[0].problems)
+    blocked.unlink()
+    again = send_edition(db, settings, build, transport=OutboxTransport(blocked))
+    assert again[0].accepted == 12 and again[0].failed == 0 and again[0].sent_now == 12
+    written = [json.loads(p.read_bytes()) for p in sorted(blocked.glob("2026-12/wales/*.json"))]
+    assert sorted(to["email"] for body in written for p in body["personalizations"] for to in p["to"]) == sorted(active)
+
+
+def test_unwritable_outbox_is_refused_before_anything_is_frozen(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 3})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    (tmp_path / "a-file").write_text("x")
+    result = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--outbox", "a-file/out")
+    assert result.exit_code == 2 and str(tmp_path / "a-file" / "out") in result.stderr
+    assert not edition_started(db, "2026-12")

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from stub_sendgrid import StubSendGrid
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InputError
 from newsletter.mailsend import (
     MailBuilder,
     MessageOptions,
@@ -116,3 +116,25 @@ def test_make_transport_choices(tmp_path: Path) -> None:
     assert chosen.name == "sendgrid" and "api.eu.sendgrid.com" in repr(chosen)
     with pytest.raises(ConfigError):
         make_transport(plain, "sendgrid")
+
+
+def test_outbox_write_failure_is_not_sent_so_safe_to_retry(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConnectionFailed, match="outbox"):
+        OutboxTransport(blocker / "outbox").send(_request())
+    with pytest.raises(ConnectionFailed):
+        OutboxTransport(Path("/proc/nope")).send(_request())
+
+
+def test_make_transport_refuses_an_outbox_it_cannot_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    plain = Settings(project_dir=tmp_path)
+    with pytest.raises(InputError, match=str(blocker / "outbox")) as caught:
+        make_transport(plain, "outbox", outbox_dir=blocker / "outbox")
+    assert caught.value.exit_code == 2
+    with pytest.raises(InputError, match="/proc/nope"):
+        make_transport(Settings(project_dir=tmp_path, outbox_dir=Path("/proc/nope")))
+    assert make_transport(plain, outbox_dir=Path("deep/er/outbox")).name == "outbox"
+    assert (tmp_path / "deep" / "er" / "outbox").is_dir()

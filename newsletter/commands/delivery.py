@@ -158,9 +158,9 @@ def send_command(
     from newsletter.transports import make_transport
 
     cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
+    chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
     build_dir = _build_dir(manifest, build, cfg)
     db = database(cfg)
-    chosen = None if dry_run else make_transport(cfg, transport)
     progress = None if (as_json or dry_run) else RichProgress()
     try:
         reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,

@@ -11,7 +11,8 @@ from newsletter.transports.base import Transport
 
 def make_transport(settings: Settings, name: str | None = None, *, outbox_dir: Path | None = None) -> Transport:
     """outbox | sendgrid | memory. None = settings.transport; "auto" = sendgrid when an API key is
-    set, otherwise the outbox (settings.outbox_dir, or `outbox_dir`)."""
+    set, otherwise the outbox (settings.outbox_dir, or `outbox_dir`). InputError when the outbox
+    directory cannot be created or written."""
     choice = name or settings.transport
     key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else ""
     if choice == "auto":
@@ -20,7 +21,9 @@ def make_transport(settings: Settings, name: str | None = None, *, outbox_dir: P
         from newsletter.transports.outbox import OutboxTransport
 
         directory = settings.path(outbox_dir) if outbox_dir else settings.resolved_outbox_dir
-        return OutboxTransport(directory)
+        outbox = OutboxTransport(directory)
+        outbox.check_writable()  # a wrong --outbox fails here, before any audience is frozen
+        return outbox
     if choice == "sendgrid":
         from newsletter.transports.sendgrid import SendGridTransport
 
