@@ -53,6 +53,7 @@ _COMPARED = (Subscriber.id, Subscriber.email_key, Subscriber.first_name, Subscri
              Subscriber.organisation, Subscriber.region, Subscriber.member_type, Subscriber.attributes,
              Subscriber.joined_at)
 KEPT_REJECTS = 1000  # rejects kept in memory for display; all go to the report file
+KEPT_WARNINGS = 1000
 ProgressFn = Callable[[int, int], None]  # (bytes or rows done, total)
 
 
@@ -137,6 +138,7 @@ class _Importer:
         self.result = ImportResult(dry_run=dry_run)
         self.analyzed_at = 0
         self.pending_rejects: list[SourceRow] = []
+        self.warnings_given = 0
         self.seen: set[int] = set()  # hashes of keys already in this file (duplicates across chunks)
         self.report = csv.writer(report, lineterminator="\r\n") if report else None
         if self.report:
@@ -149,9 +151,18 @@ class _Importer:
         if self.report:
             self.report.writerow([row.number, reason, *(escape_cell(c) for c in row.raw)])
 
+    def warn(self, message: str) -> None:
+        self.warnings_given += 1
+        if self.warnings_given <= KEPT_WARNINGS:
+            self.result.warnings.append(message)
+        elif self.warnings_given == KEPT_WARNINGS + 1:
+            self.result.warnings.append(f"… more warnings not listed (only the first {KEPT_WARNINGS})")
+
     def chunk(self, rows: list[SourceRow]) -> None:
         merged: dict[str, _Parsed] = {}
         for row in rows:
+            if row.cleaned:
+                self.warn(f"row {row.number}: removed control characters from {', '.join(row.cleaned)}")
             try:
                 parsed = _parse(row)
             except (InputError, ValueError) as exc:

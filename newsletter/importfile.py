@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from newsletter.errors import ImportFileError
+from newsletter.subscribers import CONTROL_CHARS, display_text
 
 FIELDS = ("email", "first_name", "last_name", "name", "organisation", "region", "member_type",
           "joined_at", "consent_version")
@@ -53,6 +54,7 @@ class SourceRow:
     values: dict[str, str]  # field -> cell text
     attributes: dict[str, str]
     raw: list[str]
+    cleaned: tuple[str, ...] = ()  # columns whose control characters were removed
 
 
 @dataclass
@@ -71,6 +73,11 @@ class RowReader:
     def rows(self) -> Iterator[SourceRow]:
         width = len(self.header)
         for number, cells in self.cells:
+            cleaned: tuple[str, ...] = ()
+            if CONTROL_CHARS.search("".join(cells)):
+                cleaned = tuple(self._column_name(i) for i, c in enumerate(cells)
+                                if CONTROL_CHARS.search(c))
+                cells = [CONTROL_CHARS.sub("", c) for c in cells]
             if not any(c.strip() for c in cells):
                 continue  # blank line
             values: dict[str, str] = {}
@@ -84,7 +91,13 @@ class RowReader:
             if extra:
                 values["__error__"] = (f"row has {len(cells)} cells but the header has {width}; "
                                        "quote values that contain the delimiter")
-            yield SourceRow(number, values, attributes, cells)
+            yield SourceRow(number, values, attributes, cells, cleaned)
+
+    def _column_name(self, index: int) -> str:
+        if index >= len(self.columns):
+            return f"column {index + 1}"
+        kind, name = self.columns[index]
+        return name if kind == "field" else f"attributes.{name}" if kind == "attr" else self.header[index]
 
 
 def _plan_columns(header: list[str], mapping: dict[str, str]) -> list[tuple[str, str]]:
@@ -208,7 +221,7 @@ def open_rows(path: Path, mapping: dict[str, str]) -> Iterator[RowReader]:
             first = next(cells, None)
         except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
             raise ImportFileError(f"{path}: cannot read as a spreadsheet: {exc}") from None
-        header = [c.strip() for c in first[1]] if first else []
+        header = [display_text(c).strip() for c in first[1]] if first else []
         yield _reader(path, header, mapping, cells, size, lambda: 0, [])
         return
     with _open_csv(path) as (text, tell, warnings, delimiter):
@@ -217,7 +230,7 @@ def open_rows(path: Path, mapping: dict[str, str]) -> Iterator[RowReader]:
             first = next(cells, None)
         except csv.Error as exc:
             raise ImportFileError(f"{path}: not a readable CSV file: {exc}") from None
-        header = [c.strip() for c in first[1]] if first else []
+        header = [display_text(c).strip() for c in first[1]] if first else []
         yield _reader(path, header, mapping, _safe(path, cells), size, tell, warnings)
 
 

@@ -36,6 +36,11 @@ from newsletter.regions import REGION_SLUGS, normalise_region
 
 SALT_KEY = "tombstone_salt"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# C0 controls except tab / line feed / carriage return, DEL, and C1 controls (U+0080-U+009F):
+# NUL cannot be stored in PostgreSQL text, and escape sequences would drive a terminal.
+CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]+")
+_LINE_BREAKS = re.compile("[\t\r\n]+")
 MAX_LENGTHS = {"first_name": 200, "last_name": 200, "organisation": 300, "member_type": 60,
                "consent_source": 200, "consent_version": 40}
 EXPORT_FIELDS = ("email", "first_name", "last_name", "organisation", "region", "member_type", "status",
@@ -57,6 +62,8 @@ def normalise_email(raw: str | None) -> Address:
     text = (raw or "").strip()
     if not text:
         raise InvalidEmail("missing email address")
+    if _ANY_CONTROL.search(text):
+        raise InvalidEmail("invalid email address: it contains control characters")
     local, at, domain = text.partition("@")
     if at and _PLAIN_LOCAL.match(local) and len(local) <= 64 and len(text) <= 254 and domain.isascii():
         # Fast path for the common case (an ASCII dot-atom local part): only the domain needs
@@ -99,6 +106,17 @@ def member_type_value(raw: str | None) -> str | None:
     """Member types are compared case-insensitively: stored trimmed and lower-cased."""
     text = " ".join((raw or "").split()).lower()
     return text or None
+
+
+def remove_controls(text: str) -> str:
+    """`text` without control characters (tab, line feed and carriage return are kept)."""
+    return CONTROL_CHARS.sub("", text) if CONTROL_CHARS.search(text) else text
+
+
+def display_text(value: Any) -> str:
+    """For printing to a terminal: every control character (tab and line breaks too) as a space."""
+    text = "" if value is None else str(value)
+    return _ANY_CONTROL.sub(" ", text) if _ANY_CONTROL.search(text) else text
 
 
 def escape_cell(value: Any) -> str:
@@ -146,22 +164,34 @@ class SubscriberDetails:
     attributes: dict[str, str] = field(default_factory=dict)
 
     def checked(self) -> SubscriberDetails:
-        """Trimmed and validated copy: region canonical, member type lower-cased, lengths ok."""
+        """Trimmed and validated copy: control characters removed (tabs and line breaks in names
+        become spaces), region canonical, member type lower-cased, lengths ok."""
         region = None
-        if self.region is not None and self.region.strip():
-            region = _region(self.region)
+        region_text = _clean(self.region)
+        if region_text is not None:
+            region = _region(region_text)
             if region is None:
-                raise InputError(f"unknown region {self.region!r}",
+                raise InputError(f"unknown region {region_text!r}",
                                  hint=f"use one of: {', '.join(REGION_SLUGS)} (or an alias)")
         values = {
             "first_name": _clean(self.first_name), "last_name": _clean(self.last_name),
-            "organisation": _clean(self.organisation), "member_type": member_type_value(self.member_type),
+            "organisation": _clean(self.organisation),
+            "member_type": member_type_value(_clean(self.member_type)),
         }
         for name, value in values.items():
             if value is not None and len(value) > MAX_LENGTHS[name]:
                 raise InputError(f"{name.replace('_', ' ')} is longer than {MAX_LENGTHS[name]} characters")
-        attrs = {str(k).strip(): str(v).strip() for k, v in self.attributes.items() if str(v).strip()}
-        return SubscriberDetails(region=region, attributes=attrs, **values)
+        attrs = {remove_controls(str(k)).strip(): remove_controls(str(v)).strip()
+                 for k, v in self.attributes.items()}
+        return SubscriberDetails(region=region, attributes={k: v for k, v in attrs.items() if v}, **values)
+
+    def controls_removed(self) -> list[str]:
+        """Names of the given values that contain control characters (`checked` removes them)."""
+        names = [n for n in ("first_name", "last_name", "organisation", "region", "member_type")
+                 if CONTROL_CHARS.search(getattr(self, n) or "")]
+        names += [f"attributes.{remove_controls(str(k))}" for k, v in self.attributes.items()
+                  if CONTROL_CHARS.search(f"{k}{v}")]
+        return names
 
     def changes(self, sub: Any) -> dict[str, Any]:
         """Column -> new value for what differs from `sub` (a Subscriber or a row with its
@@ -179,8 +209,13 @@ class SubscriberDetails:
 
 
 def _clean(value: str | None) -> str | None:
-    text = (value or "").strip()
+    text = _LINE_BREAKS.sub(" ", remove_controls(value or "")).strip()
     return text or None
+
+
+def clean_value(value: str | None) -> str | None:
+    """A free-text value (consent source or version) as stored: one line, no control characters."""
+    return _clean(value)
 
 
 def audit(session: Session, sub_id: int | None, actor: str, action: str, *, old: str | None = None,
@@ -213,8 +248,8 @@ def add_subscriber(session: Session, email: str, details: SubscriberDetails, *, 
         email=address.email, email_key=address.key, first_name=details.first_name,
         last_name=details.last_name, organisation=details.organisation, region=details.region,
         member_type=details.member_type, attributes=dict(details.attributes),
-        status=SubscriberStatus.ACTIVE, consent_source=consent_source or actor, consent_at=now,
-        consent_version=consent_version, joined_at=joined_at or now,
+        status=SubscriberStatus.ACTIVE, consent_source=clean_value(consent_source) or actor,
+        consent_at=now, consent_version=clean_value(consent_version), joined_at=joined_at or now,
     )
     session.add(sub)
     session.flush()
@@ -258,9 +293,9 @@ def resubscribe(session: Session, email: str, *, actor: str = "cli", reason: str
     sub = find_subscriber(session, email)
     changed = set_status(session, sub, SubscriberStatus.ACTIVE, actor=actor, reason=reason)
     if changed:
-        sub.consent_source = consent_source or actor
+        sub.consent_source = clean_value(consent_source) or actor
         sub.consent_at = utcnow()
-        sub.consent_version = consent_version or sub.consent_version
+        sub.consent_version = clean_value(consent_version) or sub.consent_version
     return changed
 
 

@@ -206,3 +206,37 @@ def test_each_chunk_looks_up_existing_members_with_one_query(db: Database, tmp_p
         event.remove(db.engine, "before_cursor_execute", record)
     assert result.imported == 10
     assert len(lookups) == 3  # 10 rows in chunks of 4: one lookup per chunk, not one per row
+
+
+def test_control_characters_are_removed_from_cells_with_a_warning_per_row(db: Database, tmp_path: Path) -> None:
+    # NUL cannot be stored in PostgreSQL text; escape sequences would drive the admin's terminal.
+    # Both backends store the same cleaned text, and each cleaned row is named in a warning.
+    path = tmp_path / "controls.csv"
+    path.write_text("Email,First name,Last name,Organisation,Committee\r\n"
+                    "nul@example.org,A\x00nn,Lee,Camden\x7f,digital\x85\r\n"
+                    "esc@example.org,\x1b[31mRED\x1b[0m,\"Tab\tand\nline\",Leeds,\r\n"
+                    "plain@example.org,Pat,Ng,Hull,\r\n"
+                    "\x00bell\x07@example.org,Bo,,,\r\n", encoding="utf-8", newline="")
+    result = import_file(db, path)
+    assert result.counts()["imported"] == 4 and result.rejected == 0
+    assert result.warnings == [
+        "row 2: removed control characters from first_name, organisation, attributes.committee",
+        "row 3: removed control characters from first_name",
+        "row 6: removed control characters from email",  # row 3 spans two lines
+    ]
+    stored = members(db)
+    assert stored["nul@example.org"].first_name == "Ann"
+    assert stored["nul@example.org"].organisation == "Camden"
+    assert stored["nul@example.org"].attributes == {"committee": "digital"}
+    assert stored["esc@example.org"].first_name == "[31mRED[0m"
+    assert stored["esc@example.org"].last_name == "Tab and line"  # tabs / line breaks in a name: spaces
+    assert "bell@example.org" in stored
+
+
+def test_no_email_column_error_shows_no_raw_control_bytes(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\x1b[2J\x00name,\x07org\r\nx,y\r\n")
+    with pytest.raises(ImportFileError) as caught:
+        import_file(db, path)
+    assert "no email column" in caught.value.message
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in caught.value.message)

@@ -105,3 +105,33 @@ def test_cli_admin_commands(cli, project: Path, db_url: str, monkeypatch: pytest
     assert [r["email"] for r in csv.DictReader(out.open(encoding="utf-8"))] == ["alice.jones@example.org"]
     exported = json.loads(cli("subscribers", "export", "--format", "json").stdout)
     assert {r["email"] for r in exported} >= {"x@example.org", "eve@example.org"}
+
+
+def test_admin_values_lose_control_characters(db: Database) -> None:
+    with db.write_session() as session:
+        add_subscriber(session, "ctl@example.org",
+                       SubscriberDetails(first_name="\x1b[31mRED\x1b[0m", last_name="Le\x00e",
+                                         organisation="Line\none", attributes={"k\x9b": "v\x00"}),
+                       consent_source="form\x00", consent_version="v\x072")
+    with db.write_session() as session:
+        update_subscriber(session, "ctl@example.org", SubscriberDetails(member_type="Full\x00\tMember"))
+    with db.session() as session:
+        sub = find_subscriber(session, "ctl@example.org")
+        assert (sub.first_name, sub.last_name, sub.organisation) == ("[31mRED[0m", "Lee", "Line one")
+        assert sub.attributes == {"k": "v"}
+        assert (sub.consent_source, sub.consent_version, sub.member_type) == ("form", "v2", "full member")
+    with pytest.raises(InputError, match="control characters"):
+        normalise_email("a\x00b@example.org")
+
+
+def test_cli_warns_about_and_never_prints_control_characters(  # type: ignore[no-untyped-def]
+        cli, project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    added = cli("subscribers", "add", "esc@example.org", "--first-name", "\x1b[31mRED\x1b[0m")
+    assert added.exit_code == 0, added.stderr
+    assert "removed control characters from first_name" in added.stderr
+    updated = cli("subscribers", "update", "esc@example.org", "--last-name", "B\x07ell")
+    assert "removed control characters from last_name" in updated.stderr
+    shown = cli("subscribers", "show", "esc@example.org")
+    assert "RED" in shown.stdout and "Bell" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout

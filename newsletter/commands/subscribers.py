@@ -52,10 +52,21 @@ def _details(first: str | None, last: str | None, org: str | None, region: str |
     return subscribers.SubscriberDetails(first, last, org, region, member_type, _pairs(attrs, "--attr"))
 
 
+def _shown(value: Any) -> str:
+    """User data for a Rich table: no markup, no control characters."""
+    return escape(subscribers.display_text(value))
+
+
+def _warn_controls(details: subscribers.SubscriberDetails) -> None:
+    for name in details.controls_removed():
+        err_console.print(f"warning: removed control characters from {subscribers.display_text(name)}",
+                          markup=False)
+
+
 def _show_record(record: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
     for key, value in record.items():
-        table.add_row(escape(key), escape("" if value is None else str(value)))
+        table.add_row(escape(key), _shown(value))
     console.print(table)
 
 
@@ -94,14 +105,14 @@ def import_cmd(
                     "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects]})
         return
     for warning in result.warnings:
-        err_console.print(f"warning: {warning}", markup=False)
+        err_console.print(f"warning: {subscribers.display_text(warning)}", markup=False)
     table = Table(title="dry run: nothing written" if dry_run else f"imported {escape(file.name)}")
     for name in result.counts():
         table.add_column(name, justify="right")
     table.add_row(*(str(v) for v in result.counts().values()))
     console.print(table)
     for reject in result.rejects[:20]:
-        console.print(f"row {reject.row}: {reject.reason}", markup=False)
+        console.print(f"row {reject.row}: {subscribers.display_text(reject.reason)}", markup=False)
     if result.rejected > 20:
         console.print(f"… and {result.rejected - 20} more rejected rows", markup=False)
     if result.rejected and report:
@@ -146,15 +157,16 @@ def add_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt = N
             consent_version: Annotated[str | None, typer.Option(help="Consent wording version.")] = None,
             json_: JsonOpt = False) -> None:
     """Add one member (active, consent recorded now)."""
+    details = _details(first_name, last_name, organisation, region, member_type, attr)
     db = database()
     try:
         with db.write_session() as session:
-            sub = subscribers.add_subscriber(
-                session, email, _details(first_name, last_name, organisation, region, member_type, attr),
-                consent_source=consent_source, consent_version=consent_version)
+            sub = subscribers.add_subscriber(session, email, details, consent_source=consent_source,
+                                             consent_version=consent_version)
             record = subscribers.subscriber_record(sub)
     finally:
         db.dispose()
+    _warn_controls(details)
     if json_:
         print_json(record)
     else:
@@ -166,13 +178,14 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
                organisation: OrgOpt = None, region: RegionOpt = None, member_type: TypeOpt = None,
                attr: AttrOpt = None) -> None:
     """Change a member's details (never the status)."""
+    details = _details(first_name, last_name, organisation, region, member_type, attr)
     db = database()
     try:
         with db.write_session() as session:
-            changed = subscribers.update_subscriber(
-                session, email, _details(first_name, last_name, organisation, region, member_type, attr))
+            changed = subscribers.update_subscriber(session, email, details)
     finally:
         db.dispose()
+    _warn_controls(details)
     console.print("changed: " + ", ".join(sorted(changed)) if changed else "nothing changed", markup=False)
 
 
@@ -314,8 +327,8 @@ def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
     table = Table("email", "name", "organisation", "region", "type")
     for m in members:
         full = " ".join(p for p in (m["first_name"], m["last_name"]) if p)
-        table.add_row(*(escape(v or "") for v in (m["email"], full, m["organisation"], m["region"],
-                                                   m["member_type"])))
+        table.add_row(*(_shown(v) for v in (m["email"], full, m["organisation"], m["region"],
+                                            m["member_type"])))
     console.print(table)
 
 
