@@ -11,6 +11,7 @@ creating several helper objects per recipient, which matters at 1,000,000 recipi
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,11 +34,11 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
+from newsletter.personalise import substitution_values
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker, make_token
 
 MAX_PERSONALIZATIONS = 1000
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # str -> quoted JSON string
-TOKENS = ("-first_name-", "-email-", "-unsubscribe_url-", "-preferences_url-")
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,11 @@ def preferences_url(options: MessageOptions, subscriber_id: int) -> str:
 
 
 def substitutions(options: MessageOptions, r: RecipientRow) -> dict[str, str]:
-    return {
-        "-first_name-": r.first_name,
-        "-email-": r.email,
-        "-unsubscribe_url-": unsubscribe_url(options, r.subscriber_id),
-        "-preferences_url-": preferences_url(options, r.subscriber_id),
-    }
+    return substitution_values(
+        first_name=r.first_name, email=r.email,
+        unsubscribe_url=unsubscribe_url(options, r.subscriber_id),
+        preferences_url=preferences_url(options, r.subscriber_id),
+    )
 
 
 def _categories(variant: VariantToSend) -> list[str]:
@@ -160,7 +160,9 @@ class MailBuilder:
         return (
             f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>",'
             f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
-            f'"substitutions":{{"-first_name-":{_escape(r.first_name)},"-email-":{email},'
+            f'"substitutions":{{"-first_name-":{_escape(r.first_name)},'
+            f'"-first_name_html-":{_escape(html.escape(r.first_name))},"-email-":{email},'
+            f'"-email_html-":{_escape(html.escape(r.email))},'
             f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
             f'{self._tail}{r.subscriber_id}"}}}}'
         )

@@ -14,6 +14,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from newsletter.personalise import substitution_values
+
 SAMPLE_FIRST_NAME = "Alex"
 SAMPLE_NAME = "Alex Example"
 SAMPLE_EMAIL = "alex@example.org"
@@ -32,12 +34,10 @@ class SampleRecipient:
 
 def sample_substitutions(public_base_url: str, recipient: SampleRecipient) -> dict[str, str]:
     base = public_base_url.rstrip("/")
-    return {
-        "-first_name-": recipient.first_name,
-        "-email-": recipient.email,
-        "-unsubscribe_url-": f"{base}/u/{recipient.token}",
-        "-preferences_url-": f"{base}/p/{recipient.token}",
-    }
+    return substitution_values(
+        first_name=recipient.first_name, email=recipient.email,
+        unsubscribe_url=f"{base}/u/{recipient.token}", preferences_url=f"{base}/p/{recipient.token}",
+    )
 
 
 def substitute(text: str, values: dict[str, str]) -> str:

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
+from newsletter.personalise import HTML_TOKENS, TEXT_TOKENS, text_tokens_for
 from newsletter.plaintext import html_to_text
 from newsletter.regions import region_name
 
@@ -33,12 +34,6 @@ if TYPE_CHECKING:
 ENTRY = "email.mjml.j2"
 TEXT_ENTRY = "text.j2"
 METADATA = "template.yaml"
-TOKENS = {
-    "first_name": "-first_name-",
-    "email": "-email-",
-    "unsubscribe_url": "-unsubscribe_url-",
-    "preferences_url": "-preferences_url-",
-}
 DEFAULT_THEME = {
     "font": "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif",
 }
@@ -215,7 +210,7 @@ def template_context(
         "regional_articles": [article_view(a) for a in regional],
         "all_articles": [article_view(a) for a in variant.articles],
         "org": template_settings(settings),
-        "tokens": dict(TOKENS),
+        "tokens": dict(HTML_TOKENS),
         "theme": dict(theme or DEFAULT_THEME),
     }
 
@@ -267,11 +262,11 @@ def render_text(template: Template, context: dict[str, Any], html: str) -> str:
     if template.has_text_template:
         text_env = template.environment.overlay(autoescape=False)
         try:
-            text = text_env.get_template(TEXT_ENTRY).render(context)
+            text = text_env.get_template(TEXT_ENTRY).render({**context, "tokens": dict(TEXT_TOKENS)})
         except jinja2.TemplateError as exc:
             raise InputError(f"{template.directory / TEXT_ENTRY}: template error: {exc}") from None
         return text.strip() + "\n"
-    return html_to_text(html)
+    return text_tokens_for(html_to_text(html))
 
 
 def render_variant(

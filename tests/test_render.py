@@ -40,10 +40,30 @@ def test_hostile_title_and_summary_are_escaped_text(edition: Edition) -> None:
 
 def test_per_recipient_values_are_tokens_only(edition: Edition) -> None:
     out = render(edition, "scotland")
-    for token in ("-first_name-", "-email-", "-unsubscribe_url-", "-preferences_url-"):
+    # the HTML part takes HTML-escaped values, the text part raw ones
+    for token in ("-first_name_html-", "-email_html-", "-unsubscribe_url-", "-preferences_url-"):
         assert token in out.html
+    for token in ("-first_name-", "-email-", "-unsubscribe_url-", "-preferences_url-"):
+        assert token in out.text
+    assert "-first_name-" not in out.html and "_html-" not in out.text
     assert 'href="-unsubscribe_url-"' in out.html and 'href="-preferences_url-"' in out.html
-    assert "-unsubscribe_url-" in out.text and "Alex" not in out.html
+    assert "Alex" not in out.html
+
+
+def test_hostile_member_names_cannot_inject_markup(edition: Edition) -> None:
+    """What SendGrid does (plain replacement of each token) gives safe HTML and exact text."""
+    from newsletter.personalise import substitution_values
+
+    out = render(edition, "scotland")
+    values = substitution_values(first_name='<img src=x onerror="alert(1)">&amp;', email="o'neil&co@example.org",
+                                 unsubscribe_url="https://e.org/u/t", preferences_url="https://e.org/p/t")
+    html, text = out.html, out.text
+    for token, value in values.items():
+        html, text = html.replace(token, value), text.replace(token, value)
+    assert '<img src=x onerror="alert(1)">' not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;amp;" in html
+    assert "o&#x27;neil&amp;co@example.org" in html
+    assert '<img src=x onerror="alert(1)">&amp;' in text and "o'neil&co@example.org" in text
 
 
 def test_html_structure_email_clients_need(edition: Edition) -> None:
@@ -142,5 +162,5 @@ def test_user_template_with_text_part(tmp_path: Path, edition: Edition) -> None:
     settings = load_settings(root)
     template = load_template(settings, "plain")
     out = render_variant(template, edition, edition.variants[0], settings)
-    assert "Test edition for -first_name-" in out.html
-    assert out.text == "Test edition & more for -first_name-\n"  # text templates are not HTML-escaped
+    assert "Test edition for -first_name_html-" in out.html
+    assert out.text == "Test edition & more for -first_name-\n"  # text templates: raw values, no escaping
