@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
-from newsletter.errors import InputError
+from newsletter.errors import ImportFileError, InputError
 from newsletter.importfile import SourceRow, open_rows
 from newsletter.models import (
     AuditEntry,
@@ -321,13 +321,18 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
             importer = _Importer(db, actor, dry_run, report, reader.header)
             importer.result.warnings.extend(reader.warnings)
             batch: list[SourceRow] = []
-            for row in reader.rows():
-                batch.append(row)
-                if len(batch) >= chunk_rows:
+            try:
+                for row in reader.rows():
+                    batch.append(row)
+                    if len(batch) >= chunk_rows:
+                        importer.chunk(batch)
+                        batch = []
+                        if progress:
+                            progress(reader.position(), reader.size)
+            except ImportFileError:  # the file breaks off: keep the rows read before the bad one
+                if batch:
                     importer.chunk(batch)
-                    batch = []
-                    if progress:
-                        progress(reader.position(), reader.size)
+                raise
             if batch:
                 importer.chunk(batch)
             if progress:

@@ -42,6 +42,9 @@ for _field, _names in {
         ALIASES[re.sub(r"[^a-z0-9]", "", _name.lower())] = _field
 DELIMITERS = (",", ";", "\t")
 SNIFF_BYTES = 64 * 1024
+# The csv module refuses fields over 131,072 characters by default; allow long free-text cells,
+# but keep a bound so a file with a stray quote cannot swallow gigabytes into one field.
+CSV_FIELD_LIMIT = 10 * 1024 * 1024
 
 
 def header_key(text: str) -> str:
@@ -182,9 +185,18 @@ def _open_csv(path: Path) -> Iterator[tuple[IO[str], Any, list[str], str]]:
 
 
 def _csv_cells(text: IO[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(text, delimiter=delimiter)
     previous = 0
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # Stop here: after a broken quoted field the following lines cannot be trusted.
+            raise csv.Error(f"row {previous + 1}: {exc}") from None
         yield previous + 1, cells
         previous = reader.line_num
 
@@ -238,9 +250,12 @@ def _safe(path: Path, cells: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[
     try:
         yield from cells
     except csv.Error as exc:
-        raise ImportFileError(f"{path}: CSV error: {exc}",
-                              hint="rows imported before this point were kept; fix the file and "
-                              "re-run the import (it is safe to repeat)") from None
+        hint = ("rows before this one were imported; fix the row and re-run the import (it is "
+                "safe to repeat)")
+        if "field limit" in str(exc):
+            hint = (f"a cell is longer than {CSV_FIELD_LIMIT:,} characters, often an unclosed quote; "
+                    + hint)
+        raise ImportFileError(f"{path}: CSV error: {exc}", hint=hint) from None
 
 
 def _reader(path: Path, header: list[str], mapping: dict[str, str],

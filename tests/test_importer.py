@@ -240,3 +240,18 @@ def test_no_email_column_error_shows_no_raw_control_bytes(db: Database, tmp_path
         import_file(db, path)
     assert "no email column" in caught.value.message
     assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in caught.value.message)
+
+
+def test_long_cells_are_read_and_a_broken_row_is_named(db: Database, tmp_path: Path) -> None:
+    long_notes = tmp_path / "long.csv"  # over the csv module's default limit of 131,072
+    long_notes.write_text("Email,Notes\r\nlong@example.org," + "n" * 200_000 + "\r\n", encoding="utf-8")
+    import_file(db, long_notes)
+    assert members(db)["long@example.org"].attributes == {"notes": "n" * 200_000}
+
+    broken = tmp_path / "broken.csv"  # an unclosed quote swallows the rest of the file
+    broken.write_text("Email,Notes\r\nkept@example.org,ok\r\nbig@example.org,\"" + "x" * 11_000_000
+                      + "\r\nlost@example.org,after\r\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match=r"row 3: field larger than field limit") as caught:
+        import_file(db, broken)
+    assert "unclosed quote" in (caught.value.hint or "")
+    assert "kept@example.org" in members(db)  # the rows before the broken one are kept
