@@ -17,7 +17,7 @@ is a region name or alias (see newsletter.regions).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,9 @@ def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, li
         return None, list(exc.problems)
     articles, article_problems = load_article_dir(path.parent / "articles")
     a = Analysis(doc, settings, articles)
-    a.problems.extend(article_problems)
+    # A broken article file blocks the edition only when the manifest uses it (reported at the
+    # reference); otherwise it is a warning, so one bad draft cannot stop every edition.
+    a.problems.extend(replace(p, severity="warning") for p in article_problems)
     a.broken = {f.stem for f in (path.parent / "articles").glob("*.md")} - set(articles)
     data = doc.data
     if not isinstance(data, dict):

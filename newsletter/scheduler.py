@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
-from newsletter.models import ScheduledSend, ScheduleState, Subscriber
+from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
 from newsletter.scheduler_jobs import JobRegistry, job_id
 if TYPE_CHECKING:
     from newsletter.manifest import VariantSpec
@@ -200,6 +200,19 @@ def schedule_edition(
             raise ScheduleError(
                 f"edition {edition.id} is already sending or sent to: {names}",
                 hint="an edition goes to each segment once; leave out those segments with --segment",
+            )
+        # A segment sent (or being sent) directly with `newsletter send` has a send run already.
+        sent = session.scalars(
+            select(SendRun.segment).where(
+                SendRun.edition == edition.id, SendRun.segment.in_([p.segment for p in plans])
+            ).order_by(SendRun.segment)
+        ).all()
+        if sent:
+            raise ScheduleError(
+                f"edition {edition.id} is already being sent or sent by `newsletter send`: "
+                f"{', '.join(sent)}",
+                hint="an edition goes to each segment once; see `newsletter sends show "
+                f"{edition.id}`, and leave out those segments with --segment",
             )
     build_dir, fingerprint = freeze_build(manifest_path, settings, edition.id)
     hashes = variant_hashes(build_dir)

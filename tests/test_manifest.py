@@ -285,8 +285,12 @@ def test_article_load_problems_are_included(proj: Path) -> None:
     problems = problems_for(proj, BASE + "articles: [modern-leadership]\nsegments: {london: {}}\n")
     assert problems and all(p.file.endswith("broken.md") for p in problems)
     assert any("url" in p.message for p in problems)
+    # not used by this manifest: a warning, and the edition still loads
+    assert {p.severity for p in problems} == {"warning"}
+    assert load_manifest(proj / "issues" / "m.yaml", settings_for(proj)).variants
     problems = problems_for(proj, BASE + "articles: [modern-leadership, broken]\nsegments: {london: {}}\n")
-    assert [p.message for p in problems if p.file.endswith("m.yaml")] == ["article 'broken' could not be loaded"]
+    errors = [p for p in problems if p.severity == "error"]
+    assert [p.message for p in errors] == ["article 'broken' could not be loaded"]
 
 
 def test_invalid_yaml_and_duplicate_keys(proj: Path) -> None:

@@ -20,6 +20,7 @@ from scheduling_support import (
 )
 from sqlalchemy import update
 
+from newsletter.build import build_edition
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
@@ -341,3 +342,28 @@ def test_the_manifest_send_window_is_honoured(env) -> None:  # type: ignore[no-u
     assert info.window == "07:00-20:00"
     [other] = schedule_edition(db, settings, manifest, segments=["london"], at="2099-01-05 21:00")
     assert other.window is None
+
+
+def test_an_unrelated_broken_draft_does_not_stop_a_scheduled_send(env) -> None:  # type: ignore[no-untyped-def]
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    (manifest.parent / "articles" / "half-written-draft.md").write_text("no front matter yet\n")
+    deliver = Recorder()
+    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") == "sent"
+    assert len(deliver.sent) == 1
+
+
+def test_a_segment_already_sent_by_send_cannot_be_scheduled(env) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.delivery import send_edition
+    from newsletter.transports.memory import MemoryTransport
+    from newsletter.transports.base import TransportResponse
+
+    settings, db, manifest = env
+    build = build_edition(manifest, settings)
+    send_edition(db, settings, build.out_dir, segments=["east"],
+                 transport=MemoryTransport(handler=lambda r: TransportResponse(202)))
+    with pytest.raises(ScheduleError, match="already being sent or sent by `newsletter send`: east"):
+        schedule_edition(db, settings, manifest, segments=["east", "london"], at=soon())
+    assert list_schedule(db, settings) == []
+    [london] = schedule_edition(db, settings, manifest, segments=["london"], at=soon())
+    assert london.state == "scheduled"
