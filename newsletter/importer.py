@@ -42,6 +42,7 @@ from newsletter.subscribers import (
     SubscriberDetails,
     escape_cell,
     normalise_email,
+    open_output,
     tombstone_hash,
     tombstone_salt,
 )
@@ -316,7 +317,7 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
     at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
     actor = f"import:{source or path.name}"
     with open_rows(path, mapping or {}) as reader:
-        report = report_path.open("w", encoding="utf-8-sig", newline="") if report_path else None
+        report = open_output(report_path, "utf-8-sig") if report_path else None
         try:
             importer = _Importer(db, actor, dry_run, report, reader.header)
             importer.result.warnings.extend(reader.warnings)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -341,6 +342,17 @@ def iter_export(session: Session, where: ColumnElement[bool] | None = None) -> I
             "joined_at": _iso(sub.joined_at), "attributes": dict(sub.attributes or {}),
         }
         session.expunge(sub)
+
+
+def open_output(path: Path, encoding: str = "utf-8") -> IO[str]:
+    """`path` opened for writing text, or InputError naming it and why it cannot be written."""
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: directory {path.parent} does not exist",
+                         hint="create the directory or choose another path")
+    try:
+        return path.open("w", encoding=encoding, newline="")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:

@@ -135,3 +135,19 @@ def test_cli_warns_about_and_never_prints_control_characters(  # type: ignore[no
     shown = cli("subscribers", "show", "esc@example.org")
     assert "RED" in shown.stdout and "Bell" in shown.stdout
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+
+
+def test_cli_unwritable_output_paths_are_input_errors(  # type: ignore[no-untyped-def]
+        cli, project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    missing = project / "no-such-dir" / "x.csv"
+    exported = cli("subscribers", "export", "--out", str(missing))
+    assert exported.exit_code == 2, exported.stderr
+    assert f"cannot write {missing}: directory {missing.parent} does not exist" in exported.stderr
+    imported = cli("subscribers", "import", str(MESSY), "--report", str(missing))
+    assert imported.exit_code == 2, imported.stderr
+    assert f"cannot write {missing}" in imported.stderr
+    cli("subscribers", "add", "a@example.org")
+    access = cli("subscribers", "access", "a@example.org", "--out", str(missing))
+    assert access.exit_code == 2 and f"cannot write {missing}" in access.stderr
+    assert not missing.parent.exists()

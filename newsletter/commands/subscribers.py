@@ -133,18 +133,18 @@ def export_cmd(
     if segment:
         seg = segments.load_segments(segments.default_path(cfg.project_dir))
         where = segments.audience_clause(seg, segment)
-    db = database(cfg)
+    stream = subscribers.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
     try:
-        with db.session() as session:
-            stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
-            try:
+        db = database(cfg)
+        try:
+            with db.session() as session:
                 writer = subscribers.write_csv if format_ == "csv" else subscribers.write_json
                 count = writer(subscribers.iter_export(session, where), stream)
-            finally:
-                if out:
-                    stream.close()
+        finally:
+            db.dispose()
     finally:
-        db.dispose()
+        if out:
+            stream.close()
     if out:
         err_console.print(f"exported {count} members to {out}", markup=False)
 
@@ -259,7 +259,8 @@ def access_cmd(email: EmailArg,
     if out:
         import json
 
-        out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        with subscribers.open_output(out) as stream:
+            stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         err_console.print(f"wrote {out}", markup=False)
     else:
         print_json(data)
