@@ -24,6 +24,7 @@ from newsletter.timeparse import SendWindow, localise
 from newsletter.yamlsource import PathKey, YamlDocument
 
 TEMPLATE_ENTRY = "email.mjml.j2"
+ONE_LINE_FIELDS = ("edition", "title", "subject", "preheader")
 QUERY_FIELDS = ("tags", "regions", "since", "max")
 EDITION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -167,6 +168,10 @@ class Analysis:
         text = str(value).strip()
         if required and not text:
             self.error(at, f"{name} must not be empty")
+        if name in ONE_LINE_FIELDS and ("\n" in text or "\r" in text):
+            # these end up in mail headers (or the inbox line), where a line break is an injection
+            self.error(at, f"{name} must be a single line", "remove the line break")
+            return " ".join(text.split())
         return text
 
     def slug(self, at: PathKey, value: Any) -> Article | None:

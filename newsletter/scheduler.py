@@ -326,8 +326,10 @@ def cancel(
             hint="to stop a send in progress use the delivery commands",
         )
     for row in rows:
+        # keep why a missed, stale or failed send did not go out
+        note = "cancelled" if row.state == S.SCHEDULED else f"cancelled; was {row.state}: {row.note or ''}".rstrip(": ")
         if row.state in CANCELLABLE and set_state(
-            db, row.edition, row.segment, S.CANCELLED, expect=CANCELLABLE, note="cancelled"
+            db, row.edition, row.segment, S.CANCELLED, expect=CANCELLABLE, note=note
         ):
             log.info("cancelled %s:%s", row.edition, row.segment)
     registry = JobRegistry(db)

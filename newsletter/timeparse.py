@@ -83,6 +83,11 @@ def parse_send_time(value: str | datetime, zone_name: str) -> datetime:
         parsed = value
     else:
         text = value.strip()
+        if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
+            raise ScheduleError(
+                f"send time {value!r} has no date",
+                hint="write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00",
+            )
         if not re.search(r"\d[T ]\d", text):
             raise ScheduleError(
                 f"send time {value!r} has no time of day",

@@ -111,6 +111,11 @@ def load_yaml(path: Path, *, display_name: str | None = None) -> YamlDocument:
         text = path.read_text("utf-8")
     except FileNotFoundError:
         raise ProblemsError([Problem(name, 1, 1, "file not found")]) from None
+    except IsADirectoryError:
+        raise ProblemsError([Problem(name, 1, 1, "is a directory, not a YAML file",
+                                     "name the file, e.g. issues/2026-12.yaml")]) from None
+    except OSError as exc:
+        raise ProblemsError([Problem(name, 1, 1, f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
         raise ProblemsError(
             [Problem(name, 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]

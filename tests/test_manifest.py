@@ -419,3 +419,15 @@ def test_send_time_outside_its_window_and_bad_windows_are_problems(proj: Path) -
         (11, "cannot read send window '8am to 6pm'"),
         (12, "send window '20:00-07:00' ends before it starts"),
     ]
+
+
+def test_line_breaks_in_header_fields_are_problems(proj: Path) -> None:
+    problems = problems_for(proj, BASE.replace("subject: Your December digest", 'subject: "Hi\\r\\nBcc: evil@example.org"')
+                            + "articles: [modern-leadership]\nsegments:\n  london: {preheader: \"a\\nb\"}\n")
+    assert sorted((p.line, p.message) for p in problems if p.severity == "error") == [
+        (3, "subject must be a single line"), (8, "preheader must be a single line")]
+
+
+def test_a_directory_is_not_a_manifest(proj: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("check", str(proj / "issues"))
+    assert result.exit_code == 2 and "is a directory" in result.stderr + result.stdout

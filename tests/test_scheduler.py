@@ -162,6 +162,9 @@ def test_past_the_grace_it_is_missed_and_nothing_is_sent(env) -> None:  # type: 
     assert [s for _, s, _ in deliver.sent] == ["london"]
     east = {i.segment: i for i in list_schedule(db, settings)}["east"]
     assert east.state == "missed" and "beyond the misfire grace of 30 min" in (east.note or "")
+    [cancelled] = cancel(db, settings, EDITION, "east")  # cancelling keeps why it was missed
+    assert cancelled.state == "cancelled" and "was missed" in (cancelled.note or "")
+    assert "misfire grace" in (cancelled.note or "")
 
 
 def test_outside_the_send_window_at_run_time_it_is_missed(env) -> None:  # type: ignore[no-untyped-def]

@@ -95,3 +95,8 @@ def test_send_window_in_local_time() -> None:
 def test_bad_send_windows_are_refused(text: str) -> None:
     with pytest.raises(ScheduleError):
         SendWindow.parse(text)
+
+
+def test_a_time_without_a_date_says_so() -> None:
+    with pytest.raises(ScheduleError, match="'08:00' has no date"):
+        parse_send_time("08:00", LONDON)
