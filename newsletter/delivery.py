@@ -34,8 +34,21 @@ from newsletter.sender import Sender, SendPolicy, now, prepare_runs
 from newsletter.tokens import token_secret
 from newsletter.transports import Transport, make_transport
 
-__all__ = ["AudiencePlan", "SegmentPlan", "RunReport", "SendInterrupted", "ProgressSink", "send_edition",
-           "load_variants", "edition_started", "list_runs", "run_report", "policy_from_settings", "make_transport"]
+__all__ = [
+    "AudiencePlan",
+    "ProgressSink",
+    "RunReport",
+    "SegmentPlan",
+    "SendInterrupted",
+    "edition_started",
+    "list_runs",
+    "load_variants",
+    "make_transport",
+    "policy_from_settings",
+    "run_report",
+    "send_edition",
+    "what_is_left",
+]
 
 
 FREEZE_WORKERS = 2
@@ -60,6 +73,7 @@ class RunReport:
     batches_done: int = 0  # accepted, failed or uncertain
     accepted: int = 0  # recipients, by batch state
     failed: int = 0
+    failed_final: int = 0  # of failed: refused by the provider (4xx), not retried by sending again
     uncertain: int = 0
     pending: int = 0
     in_flight: int = 0
@@ -67,6 +81,11 @@ class RunReport:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)  # failed / uncertain batches, why
+
+    @property
+    def all_accepted(self) -> bool:
+        """Every batch of the run was accepted: nothing failed, uncertain or left to send."""
+        return self.batches > 0 and self.failed == self.uncertain == self.pending == self.in_flight == 0
 
     @property
     def duration_seconds(self) -> float | None:
@@ -150,6 +169,11 @@ def _report(db: Database, run: SendRun, sent_now: int = 0) -> RunReport:
             select(Batch.status, func.count(), func.coalesce(func.sum(Batch.recipient_count), 0))
             .where(Batch.run_id == run.id).group_by(Batch.status)
         ).all()
+        failed_final = session.scalar(
+            select(func.coalesce(func.sum(Batch.recipient_count), 0)).where(
+                Batch.run_id == run.id, Batch.status == BatchStatus.FAILED.value,
+                Batch.response_status >= 400, Batch.response_status < 500, Batch.response_status != 429)
+        )
         problems = session.execute(
             select(Batch.seq, Batch.status, Batch.last_error).where(
                 Batch.run_id == run.id, Batch.status.in_([BatchStatus.FAILED.value, BatchStatus.UNCERTAIN.value])
@@ -160,7 +184,7 @@ def _report(db: Database, run: SendRun, sent_now: int = 0) -> RunReport:
         run.id, run.edition, run.segment, run.subject, run.status, run.transport, run.audience_count,
         dict(run.excluded), sum(int(c) for _, c, _ in rows),
         sum(int(c) for s, c, _ in rows if s in ("accepted", "failed", "uncertain")), by.get("accepted", 0), by.get("failed", 0),
-        by.get("uncertain", 0), by.get("pending", 0), by.get("in_flight", 0), sent_now, run.started_at,
+        int(failed_final or 0), by.get("uncertain", 0), by.get("pending", 0), by.get("in_flight", 0), sent_now, run.started_at,
         run.finished_at, tuple(f"batch {seq}: {status}: {err}" for seq, status, err in problems),
     )
 
@@ -171,13 +195,17 @@ def _mark_runs(db: Database, run_ids: list[int], transport: str, *, starting: bo
             if starting:
                 run.started_at = run.started_at or now()
                 run.transport = transport
+                if run.status != RunStatus.FINISHED.value:
+                    run.finished_at = None  # a resumed run finishes anew
                 run.status = RunStatus.SENDING.value
                 continue
-            open_ = session.scalar(select(func.count()).where(
-                Batch.run_id == run.id, Batch.status.in_([BatchStatus.PENDING.value, BatchStatus.IN_FLIGHT.value])))
-            if not open_:
-                run.status = RunStatus.FINISHED.value
-                run.finished_at = run.finished_at or now()
+            counts = dict(session.execute(
+                select(Batch.status, func.count()).where(Batch.run_id == run.id).group_by(Batch.status)).all())
+            if counts.get(BatchStatus.PENDING.value) or counts.get(BatchStatus.IN_FLIGHT.value):
+                continue
+            unsettled = counts.get(BatchStatus.FAILED.value, 0) + counts.get(BatchStatus.UNCERTAIN.value, 0)
+            run.status = (RunStatus.INCOMPLETE if unsettled else RunStatus.FINISHED).value
+            run.finished_at = run.finished_at or now()
 
 
 def send_edition(
@@ -232,6 +260,33 @@ def send_edition(
         raise SendInterrupted([_report(db, _run(db, rid), sent[rid]) for rid in run_ids]) from None
     _mark_runs(db, run_ids, transport.name, starting=False)
     return [_report(db, _run(db, rid), sent[rid]) for rid in run_ids]
+
+
+def what_is_left(reports: Sequence[RunReport]) -> tuple[str, str] | None:
+    """(message, hint) saying what the runs still have not delivered; None when all was accepted."""
+    failed = sum(r.failed for r in reports)
+    final = sum(r.failed_final for r in reports)
+    uncertain = sum(r.uncertain for r in reports)
+    pending = sum(r.pending for r in reports)
+    if not (failed or uncertain or pending):
+        return None
+    editions = " ".join(sorted({r.edition for r in reports}))
+    parts, hints = [], []
+    if failed - final:
+        parts.append(f"{failed - final:,} failed")
+        hints.append("run the same send again to retry the failed batches")
+    if final:
+        parts.append(f"{final:,} refused by the provider")
+        hints.append("refused batches (HTTP 4xx) are not retried: fix the cause shown above and resend them")
+    if uncertain:
+        parts.append(f"{uncertain:,} uncertain")
+        hints.append(f"uncertain batches may already have reached SendGrid: see `newsletter sends show {editions}` "
+                     "and its activity feed, then send again with --resend-uncertain")
+    if pending:
+        parts.append(f"{pending:,} still pending")
+        hints.append("run the same send again to resume the pending batches")
+    total = failed + uncertain + pending
+    return f"not delivered to {total:,} recipients: {', '.join(parts)} (see the problems above)", "; ".join(hints)
 
 
 def _run(db: Database, run_id: int) -> SendRun:

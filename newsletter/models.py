@@ -144,7 +144,8 @@ class Meta(Base):
 class RunStatus(enum.StrEnum):
     FROZEN = "frozen"  # audience and batches written, nothing sent yet
     SENDING = "sending"
-    FINISHED = "finished"  # no pending batches left (some may be failed / uncertain)
+    FINISHED = "finished"  # every batch accepted
+    INCOMPLETE = "incomplete"  # nothing left to send now, but some batches failed or are uncertain
     CANCELLED = "cancelled"
 
 

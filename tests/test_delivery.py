@@ -100,13 +100,15 @@ def test_failed_4xx_kept_and_retryable_failures_resume(setup, db: Database) -> N
                                     TransportResponse(500), TransportResponse(500)])
     reports = send_edition(db, settings.model_copy(update={"max_retries": 0, "concurrency": 1}), build,
                            transport=flaky, segments=["wales"])
-    assert reports[0].failed == 30 and reports[0].accepted == 0 and reports[0].status == "finished"
+    assert reports[0].failed == 30 and reports[0].accepted == 0 and reports[0].status == "incomplete"
+    assert reports[0].failed_final == 10 and not reports[0].all_accepted
     with db.session() as session:
         bodies = session.scalars(select(Batch.response_body).where(Batch.response_status == 400)).all()
     assert bodies == ['{"errors":[{"message":"bad"}]}']
     again = MemoryTransport()
     reports = send_edition(db, settings, build, transport=again, segments=["wales"])
     assert reports[0].failed == 10 and reports[0].accepted == 20  # the 5xx batch went; the 400 stays failed
+    assert reports[0].status == "incomplete" and reports[0].failed_final == 10
     assert flaky.recipients() == [] and len(set(again.recipients())) == 20
     assert set(again.recipients()) < set(active)
 

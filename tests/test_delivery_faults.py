@@ -172,3 +172,56 @@ def test_unwritable_outbox_is_refused_before_anything_is_frozen(tmp_path: Path, 
     result = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--outbox", "a-file/out")
     assert result.exit_code == 2 and str(tmp_path / "a-file" / "out") in result.stderr
     assert not edition_started(db, "2026-12")
+
+
+def _closed_port() -> int:
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+def _cli_env(monkeypatch, tmp_path: Path, db_url: str, host: str) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"NEWSLETTER_PROJECT_DIR": str(tmp_path), "NEWSLETTER_DATABASE_URL": db_url,
+                        "SENDGRID_API_KEY": "SG.test-key", "SENDGRID_HOST": host, "NEWSLETTER_BATCH_SIZE": "5",
+                        "NEWSLETTER_MAX_RETRIES": "1", "NEWSLETTER_RETRY_BACKOFF_SECONDS": "0.01",
+                        "NEWSLETTER_MAX_REQUESTS_PER_SECOND": "1000", "NEWSLETTER_REQUEST_TIMEOUT": "0.5"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_failed_send_is_incomplete_and_says_what_is_left(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_project(tmp_path, segments=("scotland",))
+    active = seed_members(db, {"scotland": 8})
+    _cli_env(monkeypatch, tmp_path, db_url, f"http://127.0.0.1:{_closed_port()}")
+    send = ("send", "x.yaml", "--build", "build/2026-12", "--yes", "--transport", "sendgrid")
+    for _ in range(2):  # SendGrid unreachable, twice: never "already sent"
+        down = cli(*send)
+        assert down.exit_code == 1 and "already sent" not in down.stderr
+        assert "8 failed" in down.stderr and "send again" in down.stderr
+        assert [r.status for r in run_report(db, "2026-12")] == ["incomplete"]
+    with StubSendGrid() as stub:
+        monkeypatch.setenv("SENDGRID_HOST", stub.url)
+        up = cli(*send)
+        assert up.exit_code == 0, up.stderr
+        assert sorted(stub.recorded) == sorted(active)
+        assert [r.status for r in run_report(db, "2026-12")] == ["finished"]
+        again = cli(*send)
+    assert again.exit_code == 0 and "already sent" in again.stderr and stub.requests == 2
+
+
+def test_uncertain_send_says_how_to_check_and_resend(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 4})
+    with StubSendGrid(["timeout", "timeout"], slow=1.0) as stub:
+        _cli_env(monkeypatch, tmp_path, db_url, stub.url)
+        for _ in range(2):
+            result = cli("send", "x.yaml", "--build", "build/2026-12", "--yes", "--transport", "sendgrid")
+            assert result.exit_code == 1 and "already sent" not in result.stderr
+            assert "4 uncertain" in result.stderr and "sends show" in result.stderr
+            assert "--resend-uncertain" in result.stderr
+        assert stub.requests == 1  # the uncertain batch is not re-sent without being asked
+    assert [r.status for r in run_report(db, "2026-12")] == ["incomplete"]

@@ -154,7 +154,7 @@ def send_command(
     resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
 ) -> None:
     """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
-    from newsletter.delivery import SendInterrupted, send_edition
+    from newsletter.delivery import SendInterrupted, send_edition, what_is_left
     from newsletter.transports import make_transport
 
     cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
@@ -183,24 +183,16 @@ def send_command(
         return
     if sum(r.audience for r in reports) == 0:
         err_console.print("nothing to send: no active members in these segments", markup=False)
-    elif sum(r.sent_now for r in reports) == 0 and all(r.pending + r.in_flight == 0 for r in reports):
+    elif sum(r.sent_now for r in reports) == 0 and all(r.all_accepted for r in reports):
         err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
                           "(see `newsletter sends show`)", markup=False)
-    uncertain = sum(r.uncertain for r in reports)
-    failed = sum(r.failed for r in reports)
-    waiting = sum(r.pending for r in reports)
     elsewhere = sum(r.in_flight for r in reports)
     if elsewhere:
         err_console.print(f"{elsewhere:,} recipients are being sent by another sender right now "
                           "(see `newsletter sends show`)", markup=False)
-    if uncertain or failed or waiting:
-        raise DeliveryError(
-            f"not delivered: {failed:,} failed, {uncertain:,} uncertain, {waiting:,} still pending "
-            "(see the problems above)",
-            hint="run the same command again to retry pending and retryable batches; uncertain batches may "
-            "already have reached SendGrid: check its activity feed, then add --resend-uncertain to send them again"
-            if uncertain else "run the same command again to retry pending and retryable batches",
-        )
+    left = what_is_left(reports)
+    if left is not None:
+        raise DeliveryError(left[0], hint=left[1])
 
 
 @sends_app.command("list")
