@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax import SAXException, SAXParseException
 
 import feedparser
 
@@ -77,6 +78,14 @@ class _Candidate:
     date_problem: str | None  # set when the item's date was missing or unparsable
 
 
+class FeedOutcomes(list[ImportOutcome]):
+    """The outcome per item, plus `warnings` about the feed as a whole (e.g. broken XML)."""
+
+    def __init__(self, outcomes: list[ImportOutcome], warnings: tuple[str, ...] = ()) -> None:
+        super().__init__(outcomes)
+        self.warnings = warnings
+
+
 class _Skip(Exception):
     def __init__(self, reason: str, title: str) -> None:
         super().__init__(reason)
@@ -116,13 +125,33 @@ def read_feed(source: str, *, timeout: float = 30.0) -> tuple[bytes, str | None]
 
 
 def parse_feed(data: bytes, source: str) -> Any:
-    """feedparser's result, or ArticleError when the bytes are not an RSS/Atom feed at all."""
+    """feedparser's result, or ArticleError when the bytes are not an RSS/Atom feed at all, or are
+    broken XML from which no item could be read."""
     parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     if not parsed.get("version") and not parsed.entries:
         detail = parsed.get("bozo_exception") or "no RSS or Atom elements found"
         raise ArticleError(f"{source}: not a readable RSS or Atom feed ({detail})",
                            hint="check the file is RSS 2.0 or Atom XML")
+    problem = xml_problem(parsed, data)
+    if problem and not parsed.entries and isinstance(parsed.get("bozo_exception"), SAXException):
+        raise ArticleError(f"{source}: {problem}; no items could be read",
+                           hint="the feed may be cut short: fetch or save it again; nothing was imported")
     return parsed
+
+
+def xml_problem(parsed: Any, data: bytes) -> str | None:
+    """feedparser's `bozo` report as a sentence naming the XML error and where it is, or None."""
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    if exc is None:
+        return None
+    if isinstance(exc, SAXParseException):
+        # feedparser puts its own XML declaration in front; without one in the file that adds a line
+        line = exc.getLineNumber() - (0 if re.match(rb"(\xef\xbb\xbf)?<\?xml", data) else 1)
+        column = exc.getColumnNumber() + 1  # expat counts columns from 0
+        return f"not well-formed XML at line {max(line, 1)}, column {column}: {exc.getMessage()}"
+    if isinstance(exc, SAXException):
+        return f"not well-formed XML: {exc.getMessage()}"
+    return f"feed problem: {exc}"
 
 
 def slugify(text: str, limit: int = 60) -> str:
@@ -279,9 +308,11 @@ def _unique_slug(title: str, guid: str | None, link: str, taken: set[str]) -> st
 
 
 def import_feed_data(data: bytes, directory: Path, *, source: str = "feed",
-                     feed_url: str | None = None, now: datetime | None = None) -> list[ImportOutcome]:
+                     feed_url: str | None = None, now: datetime | None = None) -> FeedOutcomes:
     """Import already-read feed bytes into `directory` (see import_feed)."""
     parsed = parse_feed(data, source)
+    problem = xml_problem(parsed, data)
+    warnings = (f"{source}: {problem}; items after it may be missing or incomplete",) if problem else ()
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     base = _feed_base(parsed, feed_url)
     fallback, fallback_label = _feed_date(parsed, now)
@@ -291,12 +322,21 @@ def import_feed_data(data: bytes, directory: Path, *, source: str = "feed",
     taken = set(existing) | {p.stem for p in directory.glob("*.md")} if directory.is_dir() else set()
     seen_guids: set[str] = set()
     outcomes: list[ImportOutcome] = []
+    items: list[tuple[str | None, _Candidate | ImportOutcome]] = []  # in feed order
     for entry in parsed.entries:
         guid = plain_text(entry.get("id")) or None
         try:
-            candidate = _candidate(entry, base, fallback)
+            items.append((guid, _candidate(entry, base, fallback)))
         except _Skip as skip:
-            outcomes.append(ImportOutcome("skipped", skip.reason, skip.title, guid))
+            items.append((guid, ImportOutcome("skipped", skip.reason, skip.title, guid)))
+    if (problem and isinstance(parsed.get("bozo_exception"), SAXException)
+            and all(isinstance(item, ImportOutcome) for _, item in items)):
+        reasons = "; ".join(sorted({item.reason for _, item in items if isinstance(item, ImportOutcome)}))
+        raise ArticleError(f"{source}: {problem}; no complete item could be read ({reasons})",
+                           hint="the feed may be cut short: fetch or save it again; nothing was imported")
+    for guid, candidate in items:
+        if isinstance(candidate, ImportOutcome):
+            outcomes.append(candidate)
             continue
         new = candidate.article
         key = canonical_link(new.url)
@@ -344,14 +384,16 @@ def import_feed_data(data: bytes, directory: Path, *, source: str = "feed",
             by_guid[merged.guid] = merged
         by_link[key] = merged
         outcomes.append(ImportOutcome(outcome, reason, merged.title, guid, merged.slug, path, notes))
-    return outcomes
+    return FeedOutcomes(outcomes, warnings)
 
 
 def import_feed(source: str, directory: Path, *, timeout: float = 30.0,
-                now: datetime | None = None) -> list[ImportOutcome]:
+                now: datetime | None = None) -> FeedOutcomes:
     """Import an RSS 2.0 or Atom feed (file path or http(s) URL) into article files in `directory`.
 
-    Raises ArticleError when the feed cannot be read or is not a feed at all, and ProblemsError
-    when an existing article file in `directory` is invalid (nothing is written then)."""
+    Returns a list of outcomes whose `warnings` name feed-wide problems (XML that is not
+    well-formed, with its line). Raises ArticleError when the feed cannot be read, is not a feed
+    at all, or is broken XML with no readable item, and ProblemsError when an existing article
+    file in `directory` is invalid (nothing is written then)."""
     data, final_url = read_feed(source, timeout=timeout)
     return import_feed_data(data, directory, source=source, feed_url=final_url, now=now)

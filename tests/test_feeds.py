@@ -306,3 +306,40 @@ def test_cli_import_into_another_dir_and_failures_exit_2(project: Path, cli) -> 
     (project / "bad.xml").write_text("<html><body>not a feed</body></html>", "utf-8")
     bad = cli("articles", "import", "bad.xml")
     assert bad.exit_code == 2 and "not a readable RSS or Atom feed" in bad.stderr
+
+
+def test_broken_xml_is_reported_with_its_line(tmp_path: Path) -> None:
+    feed = tmp_path / "cut.xml"
+    feed.write_text('<rss version="2.0"><channel>\n'
+                    "<item><title>Kept</title><link>https://example.org/kept</link></item>\n"
+                    "<item><title>Cut &nbsp; off</title><link>https://example.org/cut</link>", "utf-8")
+    outcomes = import_feed(str(feed), tmp_path / "a")
+    assert [o.outcome for o in outcomes] == ["imported", "imported"]
+    assert outcomes.warnings == (f"{feed}: not well-formed XML at line 3, column 18: undefined entity; "
+                                 "items after it may be missing or incomplete",)
+    assert import_feed(str(FEEDS / "rss.xml"), tmp_path / "b").warnings == ()
+
+
+def test_broken_xml_with_no_complete_item_fails(tmp_path: Path) -> None:
+    truncated = tmp_path / "t.xml"
+    truncated.write_text("<rss><channel><item><title>x</title>", "utf-8")
+    with pytest.raises(ArticleError, match=r"t\.xml: not well-formed XML at line 1, column 37: no element "
+                                           r"found; no complete item could be read \(no link"):
+        import_feed(str(truncated), tmp_path / "a")
+    empty = tmp_path / "e.xml"
+    empty.write_text('<rss version="2.0"><channel><title>t</title>', "utf-8")
+    with pytest.raises(ArticleError, match="no items could be read"):
+        import_feed(str(empty), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_cli_prints_broken_xml_warning_and_fails_when_nothing_is_readable(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (project / "t.xml").write_text("<rss><channel><item><title>x</title>", "utf-8")
+    failed = cli("articles", "import", "t.xml")
+    assert failed.exit_code == 2 and "not well-formed XML at line 1" in failed.stderr
+    (project / "cut.xml").write_text('<rss version="2.0"><channel><item><title>A</title>'
+                                     "<link>https://example.org/a</link></item><item>", "utf-8")
+    text = cli("articles", "import", "cut.xml", "--dir", "x")
+    assert text.exit_code == 0 and "warning: cut.xml: not well-formed XML at line 1" in text.stderr
+    data = json.loads(cli("articles", "import", "cut.xml", "--dir", "y", "--json").stdout)
+    assert any("not well-formed XML at line 1" in note for note in data[0]["notes"])

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from newsletter.articles import filter_articles, load_articles
-from newsletter.commands.common import console, print_json, settings
+from newsletter.commands.common import console, err_console, print_json, settings
 from newsletter.errors import InputError
 from newsletter.feeds import import_feed
 
@@ -70,9 +70,11 @@ def import_articles(
     """Import a feed's items as article files: one line per item (imported/updated/skipped + reason)."""
     cfg = settings()
     outcomes = import_feed(feed, cfg.path(directory), timeout=cfg.request_timeout)
-    if as_json:
-        print_json([o.as_dict() for o in outcomes])
+    if as_json:  # feed-wide warnings go with every item: the JSON stays a list of items
+        print_json([{**o.as_dict(), "notes": [*o.notes, *outcomes.warnings]} for o in outcomes])
         return
+    for warning in outcomes.warnings:
+        err_console.print(f"warning: {warning}", markup=False)
     for outcome in outcomes:
         console.print(outcome.line(), markup=False)
         for note in outcome.notes:
