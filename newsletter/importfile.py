@@ -204,12 +204,21 @@ def _csv_cells(text: IO[str], delimiter: str) -> Iterator[tuple[int, list[str]]]
 def _xlsx_cells(path: Path) -> Iterator[tuple[int, list[str]]]:
     from openpyxl import load_workbook
 
+    # Cached values, as the spreadsheet last showed them; alongside, the formulas, because a
+    # workbook saved by a program that does not calculate (=HYPERLINK(...) from an export) has no
+    # cached value: then the formula text is imported as plain text, as a CSV would give it.
     book = load_workbook(path, read_only=True, data_only=True)
+    formulas = load_workbook(path, read_only=True, data_only=False)
     try:
-        for number, row in enumerate(book.worksheets[0].iter_rows(values_only=True), start=1):
-            yield number, [_cell_text(v) for v in row]
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        formula_rows = formulas.worksheets[0].iter_rows(values_only=True)
+        for number, (row, formula_row) in enumerate(zip(rows, formula_rows, strict=False), start=1):
+            formula_row = (*formula_row, *[None] * (len(row) - len(formula_row)))
+            yield number, [_cell_text(f if v is None and isinstance(f, str) else v)
+                           for v, f in zip(row, formula_row, strict=False)]
     finally:
         book.close()
+        formulas.close()
 
 
 def _cell_text(value: Any) -> str:

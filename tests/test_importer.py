@@ -255,3 +255,30 @@ def test_long_cells_are_read_and_a_broken_row_is_named(db: Database, tmp_path: P
         import_file(db, broken)
     assert "unclosed quote" in (caught.value.hint or "")
     assert "kept@example.org" in members(db)  # the rows before the broken one are kept
+
+
+def test_xlsx_formula_cells_without_a_cached_value_are_read_as_text(db: Database, tmp_path: Path) -> None:
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()  # openpyxl saves formulas without cached values, as many exporters do
+    sheet = book.active
+    sheet.append(["Email", "First name", "Last name"])
+    sheet.append(["eve@example.org", '=HYPERLINK("http://evil.example","click")', "=1+1"])
+    plain = tmp_path / "formulas.xlsx"
+    book.save(plain)
+    cached = tmp_path / "cached.xlsx"  # the same, as saved by Excel: 1+1 was calculated
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(cached, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"<f>1+1</f><v></v>", b"<f>1+1</f><v>2</v>")
+                assert b"<v>2</v>" in data
+            dst.writestr(item, data)
+    assert import_file(db, plain).imported == 1
+    eve = members(db)["eve@example.org"]
+    assert eve.first_name == '=HYPERLINK("http://evil.example","click")'  # stored as plain text
+    assert eve.last_name == "=1+1"
+    assert import_file(db, cached).updated == 1
+    assert members(db)["eve@example.org"].last_name == "2"
