@@ -7,13 +7,22 @@ Secrets are `SecretStr`, so they never appear in reprs, logs or `settings show`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from newsletter.errors import ConfigError
 
@@ -77,6 +86,20 @@ class Settings(BaseModel):
     timezone: str = "Europe/London"
     misfire_grace_minutes: int = Field(default=30, ge=0)
 
+    @field_validator("sendgrid_host")
+    @classmethod
+    def _sendgrid_host_is_https(cls, value: str) -> str:
+        """The API key travels in a header: only https://, or http:// to this machine (stubs, the mock)."""
+        parts = urlsplit(value.strip())
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+            return value
+        raise ValueError(
+            "sendgrid_host (SENDGRID_HOST) must be an https:// URL such as https://api.sendgrid.com; "
+            "plain http:// would send the API key unencrypted and is allowed only to 127.0.0.1, ::1 or localhost"
+        )
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -91,6 +114,15 @@ class Settings(BaseModel):
         """A project-relative path made absolute (absolute paths pass through)."""
         p = Path(relative)
         return p if p.is_absolute() else self.project_dir / p
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_pyproject(project_dir: Path) -> dict[str, Any]:

@@ -58,3 +58,32 @@ def test_unknown_setting_in_pyproject_is_refused(tmp_path) -> None:
 def test_outbox_directory_from_newsletter_outbox(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("NEWSLETTER_OUTBOX", "/srv/outbox")
     assert load_settings(_project(tmp_path)).resolved_outbox_dir == Path("/srv/outbox")
+
+
+@pytest.mark.parametrize("host", [
+    "https://api.sendgrid.com", "https://api.eu.sendgrid.com", "http://127.0.0.1:4010", "http://127.8.9.1",
+    "http://localhost:4010", "http://[::1]:4010",
+])
+def test_sendgrid_host_https_or_loopback_http_is_accepted(tmp_path, monkeypatch, host: str) -> None:
+    monkeypatch.setenv("SENDGRID_HOST", host)
+    assert load_settings(_project(tmp_path)).sendgrid_host == host
+
+
+@pytest.mark.parametrize("host", [
+    "http://api.sendgrid.com", "http://10.0.0.5:4010", "http://localhost.evil.example", "ftp://api.sendgrid.com",
+    "api.sendgrid.com", "https://",
+])
+def test_sendgrid_host_refuses_plain_http_to_other_hosts(tmp_path, monkeypatch, host: str) -> None:
+    monkeypatch.setenv("NEWSLETTER_SENDGRID_HOST", host)
+    with pytest.raises(ConfigError, match="sendgrid_host.*https://") as caught:
+        load_settings(_project(tmp_path))
+    assert caught.value.exit_code == 2
+
+
+def test_cli_refuses_plain_http_sendgrid_host(tmp_path, monkeypatch, cli) -> None:
+    monkeypatch.setenv("NEWSLETTER_PROJECT_DIR", str(_project(tmp_path)))
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.very-secret-key")
+    monkeypatch.setenv("SENDGRID_HOST", "http://api.sendgrid.com")
+    result = cli("send", "x.yaml", "--yes", "--transport", "sendgrid")
+    assert result.exit_code == 2 and "sendgrid_host" in result.stderr
+    assert "very-secret" not in result.stderr + result.stdout
