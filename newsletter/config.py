@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -98,6 +99,19 @@ class Settings(BaseModel):
         raise ValueError(
             "sendgrid_host (SENDGRID_HOST) must be an https:// URL such as https://api.sendgrid.com; "
             "plain http:// would send the API key unencrypted and is allowed only to 127.0.0.1, ::1 or localhost"
+        )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url_is_plain_https(cls, value: str) -> str:
+        """Unsubscribe links are this URL plus a token, put as is into headers and href attributes,
+        so it must be an absolute https URL with nothing that would need escaping there."""
+        parts = urlsplit(value.strip())
+        if parts.scheme == "https" and parts.hostname and not re.search(r"[\s\"'<>&\\]", value):
+            return value.strip()
+        raise ValueError(
+            "public_base_url must be an absolute https:// URL without spaces, quotes, '<', '>' or '&', "
+            "e.g. https://www.example.org/newsletter"
         )
 
     @cached_property

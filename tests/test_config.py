@@ -87,3 +87,11 @@ def test_cli_refuses_plain_http_sendgrid_host(tmp_path, monkeypatch, cli) -> Non
     result = cli("send", "x.yaml", "--yes", "--transport", "sendgrid")
     assert result.exit_code == 2 and "sendgrid_host" in result.stderr
     assert "very-secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("url", ["http://www.example.org/n", "https://x.org/n?a=1&b=2", 'https://x.org/"n',
+                                 "/newsletter", "https://x.org/n<script>"])
+def test_public_base_url_must_be_plain_https(tmp_path, monkeypatch, url: str) -> None:
+    monkeypatch.setenv("NEWSLETTER_PUBLIC_BASE_URL", url)
+    with pytest.raises(ConfigError, match="public_base_url"):
+        load_settings(_project(tmp_path))
