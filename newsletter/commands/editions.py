@@ -53,22 +53,20 @@ def check_command(
     """List every problem in a manifest (file:line:col), then build it and run the gates.
 
     Exit 0 when nothing fails, 2 for manifest problems, 1 when a built email fails a gate."""
+    from newsletter.build import build_edition
     from newsletter.manifest import check_manifest
 
     cfg = settings()
     problems = check_manifest(manifest, cfg)
     for problem in problems:
         print(str(problem))
-    errors = sum(p.severity == "error" for p in problems)
+    errors = [p for p in problems if p.severity == "error"]
     if errors:
-        raise InputError(f"{manifest}: {errors} problem{'s' if errors != 1 else ''} in the manifest; nothing built",
-                         hint="fix the lines above and run check again")
+        files = sorted({p.file for p in errors})
+        where = "the manifest" if files == [str(manifest)] else ", ".join(files)
+        raise InputError(f"{manifest}: {len(errors)} problem{'s' if len(errors) != 1 else ''} in {where}; "
+                         "nothing built", hint="fix the lines above and run check again")
     print(f"{manifest}: manifest OK")
-    try:
-        from newsletter.build import build_edition
-    except ImportError:  # the build step is not installed in this checkout
-        print("build: not available; gates not run")
-        return
     with tempfile.TemporaryDirectory(prefix="newsletter-check-") as tmp:
         out = Path(tmp)
         try:
