@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import (
     ColumnElement,
+    case,
     delete,
     func,
     insert,
     literal,
+    null,
     select,
     text,
     update,
@@ -135,9 +137,12 @@ def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str
     ).where(_eligible(clause)).subquery()
     ids = list(session.scalars(select(Batch.id).where(Batch.run_id == run_id).order_by(Batch.seq)))
     if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:])):
-        # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join)
+        # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join).
+        # On PostgreSQL (READ COMMITTED) members who became eligible after the count can give a seq
+        # past the last batch: those get no batch here and are assigned as stragglers below.
+        batch_id = case((ranked.c.seq < len(ids), literal(ids[0]) + ranked.c.seq), else_=null())
         source = select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name,
-                        ranked.c.subs, literal(ids[0]) + ranked.c.seq).where(text("1 = 1"))
+                        ranked.c.subs, batch_id).where(text("1 = 1"))
     else:
         source = (
             select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
@@ -170,7 +175,8 @@ def _add_batches(session: Session, run_id: int, first_seq: int, count: int, size
 def _assign_stragglers(session: Session, run_id: int, size: int) -> None:
     ids = list(session.scalars(select(Recipient.id).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))
                                .order_by(Recipient.id)))
-    next_seq = (session.scalar(select(func.max(Batch.seq)).where(Batch.run_id == run_id)) or -1) + 1
+    last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.run_id == run_id))
+    next_seq = 0 if last_seq is None else last_seq + 1
     for i in range(0, len(ids), size):
         chunk = ids[i:i + size]
         _add_batches(session, run_id, next_seq, len(chunk), size)

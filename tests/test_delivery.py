@@ -255,3 +255,48 @@ def test_cli_bad_api_key_stops_at_once_and_never_shows_the_key(tmp_path: Path, d
     assert "do-not-print-me" not in result.stdout + result.stderr
     assert stub.requests == 1 and stub.authorizations == ["Bearer SG.do-not-print-me"]
     assert run_report(db, "2026-12")[0].pending == 25  # nothing lost: the next send resumes
+
+
+def test_a_member_who_joins_during_the_freeze_lands_in_a_batch_of_their_own_run(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL freezes segments in parallel at READ COMMITTED: a member committed between the
+    count and the INSERT ... SELECT must still get a batch of their own run (found in review)."""
+    import threading
+
+    from sqlalchemy import insert
+
+    import newsletter.audience as audience
+    from newsletter.mailsend import VariantToSend
+    from newsletter.models import Recipient, SendRun
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite serialises freezes (BEGIN IMMEDIATE): no window to test")
+    with db.session() as s:
+        s.execute(insert(Subscriber), [{"email": f"{r}{i}@x.org", "email_key": f"{r}{i}@x.org", "region": r,
+                                        "status": "active"} for r in ("a", "b") for i in range(4)])
+    b_batches_added = threading.Event()
+    original = audience._add_batches
+
+    def add_batches_then_a_member_joins(session, run_id, first_seq, count, size):  # type: ignore[no-untyped-def]
+        original(session, run_id, first_seq, count, size)
+        segment = session.scalar(select(SendRun.segment).where(SendRun.id == run_id))
+        if segment == "b":
+            session.flush()
+            b_batches_added.set()
+        elif segment == "a" and first_seq == 0:
+            b_batches_added.wait(10)
+            with db.session() as other:  # an import commits one more member of segment a
+                other.add(Subscriber(email="late@x.org", email_key="late@x.org", region="a", status="active"))
+
+    monkeypatch.setattr(audience, "_add_batches", add_batches_then_a_member_joins)
+    variants = [VariantToSend("2026-12", seg, "s", "<p>", "t", seg * 32, "f@x.org", "F") for seg in ("a", "b")]
+    audience.freeze_audience(db, "2026-12", variants, [("a", Subscriber.region == "a"), ("b", Subscriber.region == "b")],
+                             batch_size=2, workers=2)
+    with db.session() as s:
+        rows = s.execute(select(Recipient.email, Recipient.run_id, Batch.run_id)
+                         .outerjoin(Batch, Batch.id == Recipient.batch_id)).all()
+        counts = {run.segment: (run.audience_count, sum(b.recipient_count for b in s.scalars(
+            select(Batch).where(Batch.run_id == run.id)))) for run in s.scalars(select(SendRun))}
+    assert all(own == batch_run for _, own, batch_run in rows), rows
+    assert "late@x.org" in {email for email, _, _ in rows}
+    assert counts == {"a": (5, 5), "b": (4, 4)}
