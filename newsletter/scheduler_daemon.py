@@ -301,19 +301,29 @@ def sync_jobs(ctx: DaemonContext, scheduler: object) -> None:
 # ------------------------------------------------------------------ the daemon
 
 
-def run_once(ctx: DaemonContext) -> None:
-    """Resume interrupted sends, run every due job now, and return."""
-    done = threading.Event()
+def start_heartbeat(ctx: DaemonContext, done: threading.Event) -> threading.Thread:
+    """Renew this daemon's heartbeat every HEARTBEAT_INTERVAL until `done` is set. A thread of
+    its own, never a pool job: with every pool thread busy sending, a pooled heartbeat would
+    starve and other daemons would take over sends that are alive."""
 
     def beat() -> None:
-        while not done.wait(HEARTBEAT_INTERVAL.total_seconds()):
+        while True:
             try:
                 heartbeat(ctx)
             except Exception:
                 log.exception("heartbeat failed; will retry")
+            if done.wait(HEARTBEAT_INTERVAL.total_seconds()):
+                return
 
     beater = threading.Thread(target=beat, name="heartbeat", daemon=True)
     beater.start()
+    return beater
+
+
+def run_once(ctx: DaemonContext) -> None:
+    """Resume interrupted sends, run every due job now, and return."""
+    done = threading.Event()
+    beater = start_heartbeat(ctx, done)
     try:
         resume_orphans(ctx)
         due = due_sends(ctx)
@@ -346,17 +356,11 @@ def run_daemon(ctx: DaemonContext, *, poll_seconds: float = 5.0,
         except Exception:
             log.exception("housekeeping failed; will retry")
 
-    def beat() -> None:
-        try:
-            heartbeat(ctx)
-        except Exception:
-            log.exception("heartbeat failed; will retry")
-
     now = datetime.now(UTC)
     scheduler.add_job(housekeeping, "interval", seconds=poll_seconds, id="housekeeping",
-                      jobstore="local", next_run_time=now)
-    scheduler.add_job(beat, "interval", seconds=HEARTBEAT_INTERVAL.total_seconds(),
-                      id="heartbeat", jobstore="local", next_run_time=now)
+                      jobstore="local", executor="housekeeping", next_run_time=now)
+    beating = threading.Event()
+    beater = start_heartbeat(ctx, beating)
     restore = _install_signal_handlers(stop)
     log.info("scheduler started (owner %s, misfire grace %s, checking every %s s)",
              ctx.owner, _span(ctx.grace), poll_seconds)
@@ -373,6 +377,8 @@ def run_daemon(ctx: DaemonContext, *, poll_seconds: float = 5.0,
             log.info("stopping: waiting for %s to finish (signal again to abort; the send "
                      "resumes on the next start)", ", ".join(running))
         scheduler.shutdown(wait=True)
+        beating.set()
+        beater.join()
         restore()
         _context = None
         log.info("scheduler stopped")

@@ -66,7 +66,8 @@ def make_scheduler(db: Database, *, threads: int = 8) -> BackgroundScheduler:
             "default": TolerantJobStore(engine=db.engine, tablename=JOB_TABLE),
             "local": MemoryJobStore(),
         },
-        executors={"default": ThreadPoolExecutor(threads)},
+        # housekeeping has a thread of its own, so it runs even while every send thread is busy
+        executors={"default": ThreadPoolExecutor(threads), "housekeeping": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
         timezone=UTC,
     )

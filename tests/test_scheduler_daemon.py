@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -180,3 +181,40 @@ def test_kill_9_mid_send_then_restart_sends_everyone_exactly_once(  # type: igno
     assert sorted(counts) == sorted(MEMBERS["east"])  # none missing
     assert set(counts.values()) == {1}, counts  # no duplicates
     assert "resuming a send interrupted" in (project / "second.log").read_text()
+
+
+def test_a_daemon_busy_with_many_sends_still_proves_it_is_alive(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every send thread busy must not starve the heartbeat, or another daemon would take over
+    sends that are alive (found in review)."""
+    import newsletter.scheduler_daemon as daemon_module
+    from newsletter.db import open_database
+    from newsletter.models import ScheduledSend
+    from newsletter.scheduler_jobs import JobRegistry
+
+    monkeypatch.setattr(daemon_module, "HEARTBEAT_INTERVAL", timedelta(seconds=0.2))
+    monkeypatch.setattr(daemon_module, "HEARTBEAT_TIMEOUT", timedelta(seconds=1))
+    monkeypatch.setattr(daemon_module, "frozen_build_problem", lambda settings, send: None)
+    db = open_database(db_url)
+    at = now() + timedelta(seconds=1)
+    with db.session() as s:
+        for i in range(8):  # as many sends as the daemon has send threads
+            s.add(ScheduledSend(edition=EDITION, segment=f"seg{i}", manifest_path="m", build_dir="b", send_at=at,
+                                zone="UTC", fingerprint="f", variant_sha256="v"))
+    registry = JobRegistry(db)
+    for i in range(8):
+        registry.put(EDITION, f"seg{i}", at)
+    release = threading.Event()
+    busy = daemon_module.DaemonContext(db, None, lambda send: release.wait(30) and "ok", timedelta(minutes=5))
+    other = daemon_module.DaemonContext(db, None, lambda send: "x", timedelta(minutes=5))
+    stop_event = threading.Event()
+    thread = threading.Thread(target=run_daemon, args=(busy,), kwargs={"poll_seconds": 0.2, "stop": stop_event})
+    thread.start()
+    try:
+        wait_until(lambda: len(busy.running) == 8, what="eight sends running")
+        time.sleep(2.5)  # well past HEARTBEAT_TIMEOUT
+        assert daemon_module.resume_orphans(other, submit=lambda send: None) == []
+    finally:
+        release.set()
+        stop_event.set()
+        thread.join(timeout=30)
+        db.dispose()
