@@ -299,16 +299,20 @@ def _rows(db: Database, edition: str, segment: str | None) -> list[ScheduledSend
 
 def set_state(
     db: Database, edition: str, segment: str, new: str, *, expect: Sequence[str],
-    note: str | None = None, owned_by: str | None = None, **values: Any,
+    note: str | None = None, owned_by: str | None = None, unchanged_since: datetime | None = None,
+    **values: Any,
 ) -> bool:
     """Compare-and-set: move to `new` only if the state is one of `expect` (and, if given, the
-    row is owned by `owned_by`). True if this call made the change."""
+    row is owned by `owned_by`, and nobody has rescheduled or moved it since `unchanged_since`,
+    its updated_at when it was read). True if this call made the change."""
     stmt = update(ScheduledSend).where(
         ScheduledSend.edition == edition, ScheduledSend.segment == segment,
         ScheduledSend.state.in_([str(s) for s in expect]),
     )
     if owned_by is not None:
         stmt = stmt.where(ScheduledSend.owner == owned_by)
+    if unchanged_since is not None:
+        stmt = stmt.where(ScheduledSend.updated_at == unchanged_since)
     stmt = stmt.values(state=str(new), note=note, updated_at=datetime.now(UTC), **values)
     with db.write_session() as session:
         return session.execute(stmt).rowcount == 1

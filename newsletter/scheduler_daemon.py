@@ -161,8 +161,8 @@ def execute_send(ctx: DaemonContext, edition: str, segment: str) -> str | None:
     if problem:
         return _finish(ctx, key, S.STALE, problem, expect=[S.SCHEDULED])
     if not set_state(ctx.db, edition, segment, S.SENDING, expect=[S.SCHEDULED],
-                     owner=ctx.owner, heartbeat_at=now):
-        log.info("%s: another scheduler took it", key)
+                     unchanged_since=row.updated_at, owner=ctx.owner, heartbeat_at=now):
+        log.info("%s: another scheduler took it, or it was rescheduled meanwhile", key)
         return None
     log.info("%s: sending (%s late) from %s", key, _span(late), send.build_dir)
     return _deliver(ctx, send)

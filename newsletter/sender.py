@@ -199,9 +199,12 @@ class Sender:
         """Record the outcome, only if the batch is still ours."""
         values["updated_at"] = now()
         with self.db.write_session() as session:
+            # Still ours, even if another sender meanwhile took our long request for abandoned
+            # and marked it uncertain: what we learnt (accepted, failed) is better than a guess.
             done = session.execute(
                 update(Batch)
-                .where(Batch.id == claim.batch_id, Batch.status == BatchStatus.IN_FLIGHT.value,
+                .where(Batch.id == claim.batch_id,
+                       Batch.status.in_([BatchStatus.IN_FLIGHT.value, BatchStatus.UNCERTAIN.value]),
                        Batch.claimed_by == self.sender_id)
                 .values(**values)
             )

@@ -300,3 +300,24 @@ def test_a_member_who_joins_during_the_freeze_lands_in_a_batch_of_their_own_run(
     assert all(own == batch_run for _, own, batch_run in rows), rows
     assert "late@x.org" in {email for email, _, _ in rows}
     assert counts == {"a": (5, 5), "b": (4, 4)}
+
+
+def test_an_answer_that_arrives_after_the_batch_was_presumed_lost_is_kept(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """Another sender may mark a long in-flight request uncertain; the owner's 202 still counts."""
+    from sqlalchemy import update
+
+    from newsletter.models import BatchStatus
+
+    build, settings = setup
+    seed_members(db, {"wales": 5})
+
+    def slow_answer(request):  # type: ignore[no-untyped-def]
+        with db.write_session() as session:  # what prepare_runs in another process does
+            session.execute(update(Batch).where(Batch.status == BatchStatus.IN_FLIGHT.value)
+                            .values(status=BatchStatus.UNCERTAIN.value))
+        return TransportResponse(202, {"X-Message-Id": "late-but-fine"})
+
+    send_edition(db, settings, build, transport=MemoryTransport(handler=slow_answer), segments=["wales"])
+    with db.session() as session:
+        batch = session.scalars(select(Batch)).one()
+    assert (batch.status, batch.message_id) == ("accepted", "late-but-fine")

@@ -370,3 +370,19 @@ def test_a_segment_already_sent_by_send_cannot_be_scheduled(env) -> None:  # typ
     assert list_schedule(db, settings) == []
     [london] = schedule_edition(db, settings, manifest, segments=["london"], at=soon())
     assert london.state == "scheduled"
+
+
+def test_a_job_that_fires_while_it_is_being_moved_does_not_send(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import newsletter.scheduler_daemon as daemon_module
+
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+
+    def moved_meanwhile(settings_, send):  # type: ignore[no-untyped-def]
+        move(db, settings, EDITION, "east", soon(60))
+        return None
+
+    monkeypatch.setattr(daemon_module, "frozen_build_problem", moved_meanwhile)
+    deliver = Recorder()
+    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") is None
+    assert deliver.sent == [] and state(db, "east").state == "scheduled"
