@@ -213,12 +213,13 @@ class Analysis:
         return found
 
     def send_at(self, at: PathKey, value: Any, zone: ZoneInfo | None) -> datetime | None:
-        if value is None or zone is None:
+        if value is None:
             return None
-        result = parse_send_at(value, zone)
+        # With an unknown zone (reported already) still check the value's syntax, in UTC.
+        result = parse_send_at(value, zone or ZoneInfo("UTC"))
         if result.message:
             self.error(at, result.message, result.hint)
-        return result.value
+        return result.value if zone is not None else None
 
 
 def run_query(a: Analysis, at: PathKey, q: Any, *, exclude: set[str]) -> list[Article]:

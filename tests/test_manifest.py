@@ -431,3 +431,10 @@ def test_line_breaks_in_header_fields_are_problems(proj: Path) -> None:
 def test_a_directory_is_not_a_manifest(proj: Path, cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("check", str(proj / "issues"))
     assert result.exit_code == 2 and "is a directory" in result.stderr + result.stdout
+
+
+def test_an_unknown_zone_does_not_hide_a_bad_send_time(proj: Path) -> None:
+    problems = problems_for(proj, BASE + "timezone: Mars/Olympus\narticles: [modern-leadership]\n"
+                            "segments:\n  london: {send_at: yesterday}\n")
+    assert sorted(p.message for p in problems if p.severity == "error") == [
+        "bad send_at time 'yesterday'", "unknown time zone 'Mars/Olympus'"]
