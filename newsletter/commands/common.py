@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -18,9 +20,14 @@ def settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
-def database(cfg: Settings | None = None) -> Database:
-    cfg = cfg or settings()
-    return open_database(cfg.resolved_database_url)
+@contextmanager
+def database(cfg: Settings | None = None) -> Iterator[Database]:
+    """The project's database for one command: `with database(cfg) as db: ...` (closed after)."""
+    db = open_database((cfg or settings()).resolved_database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def print_json(data: Any) -> None:

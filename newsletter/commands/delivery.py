@@ -86,11 +86,8 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
 
     edition = load_manifest(cfg.path(manifest), cfg)
     out_dir = cfg.project_dir / "build" / edition.id
-    db = database(cfg)
-    try:
+    with database(cfg) as db:
         started = edition_started(db, edition.id)
-    finally:
-        db.dispose()
     if started and (out_dir / "build.json").is_file():
         # Resuming: send exactly what the first send froze; the build's hashes are checked.
         err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
@@ -160,12 +157,12 @@ def send_command(
     cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
     build_dir = _build_dir(manifest, build, cfg)
-    db = database(cfg)
     progress = None if (as_json or dry_run) else RichProgress()
     try:
-        reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
-                               resend_uncertain=resend_uncertain, dry_run=dry_run,
-                               confirm=None if (yes or dry_run) else _confirm, progress=progress)
+        with database(cfg) as db:
+            reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
+                                   resend_uncertain=resend_uncertain, dry_run=dry_run,
+                                   confirm=None if (yes or dry_run) else _confirm, progress=progress)
     except SendInterrupted as stopped:
         if progress:
             progress.stop()
@@ -175,7 +172,6 @@ def send_command(
     finally:
         if progress and progress.task is not None:
             progress.stop()
-        db.dispose()
     if not reports:
         raise DeliveryError("cancelled: nothing was sent", hint="pass --yes to send without asking")
     print_reports(reports, as_json, after_send=True)
@@ -200,11 +196,8 @@ def sends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     """Every send run: edition, segment, status and counts."""
     from newsletter.delivery import list_runs
 
-    db = database()
-    try:
+    with database() as db:
         reports = list_runs(db)
-    finally:
-        db.dispose()
     if not reports and not as_json:
         console.print("no sends yet", markup=False)
         return
@@ -219,11 +212,8 @@ def sends_show(
     """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration."""
     from newsletter.delivery import run_report
 
-    db = database()
-    try:
+    with database() as db:
         reports = run_report(db, run)
-    finally:
-        db.dispose()
     print_reports(reports, as_json)
 
 
@@ -235,11 +225,8 @@ def suppressions_sync(as_json: Annotated[bool, typer.Option("--json", help="Prin
     cfg = settings()
     if cfg.sendgrid_api_key is None:
         raise NewsletterError("suppressions sync needs SENDGRID_API_KEY", hint="set SENDGRID_API_KEY")
-    db = database(cfg)
-    try:
+    with database(cfg) as db:
         result = sync_suppressions(db, SendGridSuppressionClient(cfg.sendgrid_api_key.get_secret_value(), cfg.sendgrid_host))
-    finally:
-        db.dispose()
     if as_json:
         print_json(result.as_dict())
         return

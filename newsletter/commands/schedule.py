@@ -74,8 +74,8 @@ def add(
     from newsletter.scheduler import schedule_edition
 
     cfg = settings()
-    infos = schedule_edition(database(cfg), cfg, cfg.path(manifest), segments=segment, at=at,
-                             window=window)
+    with database(cfg) as db:
+        infos = schedule_edition(db, cfg, cfg.path(manifest), segments=segment, at=at, window=window)
     if as_json:
         print_json([i.to_json() for i in infos])
         return
@@ -95,7 +95,8 @@ def list_(
     from newsletter.scheduler import list_schedule
 
     cfg = settings()
-    infos = list_schedule(database(cfg), cfg, edition=edition)
+    with database(cfg) as db:
+        infos = list_schedule(db, cfg, edition=edition)
     if as_json:
         print_json([i.to_json() for i in infos])
     else:
@@ -112,7 +113,8 @@ def cancel(
     from newsletter.scheduler import cancel as cancel_sends
 
     cfg = settings()
-    infos = cancel_sends(database(cfg), cfg, edition, segment)
+    with database(cfg) as db:
+        infos = cancel_sends(db, cfg, edition, segment)
     if as_json:
         print_json([i.to_json() for i in infos])
     else:
@@ -130,7 +132,8 @@ def move(
     from newsletter.scheduler import move as move_send
 
     cfg = settings()
-    info = move_send(database(cfg), cfg, edition, segment, at)
+    with database(cfg) as db:
+        info = move_send(db, cfg, edition, segment, at)
     if as_json:
         print_json(info.to_json())
     else:
@@ -154,11 +157,12 @@ def run(
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = settings()
-    ctx = context_for(cfg, db=database(cfg), grace_minutes=grace)
-    if once:
-        run_once(ctx)
-    else:
-        run_daemon(ctx, poll_seconds=poll)
+    with database(cfg) as db:
+        ctx = context_for(cfg, db=db, grace_minutes=grace)
+        if once:
+            run_once(ctx)
+        else:
+            run_daemon(ctx, poll_seconds=poll)
 
 
 def register(app: typer.Typer) -> None:

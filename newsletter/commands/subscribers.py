@@ -83,7 +83,6 @@ def import_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Import members from a spreadsheet (safe to re-run: nothing changes the second time)."""
-    db = database()
     progress: Progress | None = None
     task = None
     if not json_ and file.is_file() and file.stat().st_size > LARGE_FILE_BYTES:
@@ -92,14 +91,14 @@ def import_cmd(
         progress.start()
         task = progress.add_task("import", total=file.stat().st_size)
     try:
-        result = importer.import_file(
-            db, file, source=source, mapping=_pairs(map_, "--map"), dry_run=dry_run, report_path=report,
-            progress=(lambda done, total: progress.update(task, completed=done)) if progress else None,
-        )
+        with database() as db:
+            result = importer.import_file(
+                db, file, source=source, mapping=_pairs(map_, "--map"), dry_run=dry_run, report_path=report,
+                progress=(lambda done, total: progress.update(task, completed=done)) if progress else None,
+            )
     finally:
         if progress:
             progress.stop()
-        db.dispose()
     if json_:
         print_json({**result.counts(), "dry_run": dry_run, "warnings": result.warnings,
                     "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects]})
@@ -135,13 +134,9 @@ def export_cmd(
         where = segments.audience_clause(seg, segment)
     stream = subscribers.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
     try:
-        db = database(cfg)
-        try:
-            with db.session() as session:
-                writer = subscribers.write_csv if format_ == "csv" else subscribers.write_json
-                count = writer(subscribers.iter_export(session, where), stream)
-        finally:
-            db.dispose()
+        with database(cfg) as db, db.session() as session:
+            writer = subscribers.write_csv if format_ == "csv" else subscribers.write_json
+            count = writer(subscribers.iter_export(session, where), stream)
     finally:
         if out:
             stream.close()
@@ -158,14 +153,11 @@ def add_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt = N
             json_: JsonOpt = False) -> None:
     """Add one member (active, consent recorded now)."""
     details = _details(first_name, last_name, organisation, region, member_type, attr)
-    db = database()
-    try:
+    with database() as db:
         with db.write_session() as session:
             sub = subscribers.add_subscriber(session, email, details, consent_source=consent_source,
                                              consent_version=consent_version)
             record = subscribers.subscriber_record(sub)
-    finally:
-        db.dispose()
     _warn_controls(details)
     if json_:
         print_json(record)
@@ -179,12 +171,9 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
                attr: AttrOpt = None) -> None:
     """Change a member's details (never the status)."""
     details = _details(first_name, last_name, organisation, region, member_type, attr)
-    db = database()
-    try:
+    with database() as db:
         with db.write_session() as session:
             changed = subscribers.update_subscriber(session, email, details)
-    finally:
-        db.dispose()
     _warn_controls(details)
     console.print("changed: " + ", ".join(sorted(changed)) if changed else "nothing changed", markup=False)
 
@@ -192,12 +181,9 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
 @subscribers_app.command("show")
 def show_cmd(email: EmailArg, json_: JsonOpt = False) -> None:
     """Show one member."""
-    db = database()
-    try:
+    with database() as db:
         with db.session() as session:
             record = subscribers.subscriber_record(subscribers.find_subscriber(session, email))
-    finally:
-        db.dispose()
     if json_:
         print_json(record)
     else:
@@ -205,15 +191,12 @@ def show_cmd(email: EmailArg, json_: JsonOpt = False) -> None:
 
 
 def _status_change(email: str, action: str, reason: str | None) -> None:
-    db = database()
-    try:
+    with database() as db:
         with db.write_session() as session:
             if action == "unsubscribe":
                 changed = subscribers.unsubscribe(session, email, reason=reason or "admin request")
             else:
                 changed = subscribers.resubscribe(session, email, reason=reason or "admin request")
-    finally:
-        db.dispose()
     word = "unsubscribed" if action == "unsubscribe" else "resubscribed"
     console.print(f"{email}: {word}" if changed else f"{email}: already {word}", markup=False)
 
@@ -237,12 +220,9 @@ def erase_cmd(email: EmailArg,
     """GDPR erasure: delete the member's personal data; keep only a salted hash for suppression."""
     if not yes and not typer.confirm(f"Erase all personal data of {email}? This cannot be undone"):
         raise typer.Abort()
-    db = database()
-    try:
+    with database() as db:
         with db.write_session() as session:
             privacy.erase(session, email, reason=reason or "GDPR erasure request")
-    finally:
-        db.dispose()
     console.print(f"{email}: erased (address suppressed by salted hash)", markup=False)
 
 
@@ -250,12 +230,9 @@ def erase_cmd(email: EmailArg,
 def access_cmd(email: EmailArg,
                out: Annotated[Path | None, typer.Option(help="Write the JSON to this file.")] = None) -> None:
     """GDPR access request: everything held about a member, as JSON."""
-    db = database()
-    try:
+    with database() as db:
         with db.session() as session:
             data = privacy.access(session, email)
-    finally:
-        db.dispose()
     if out:
         import json
 
@@ -291,12 +268,9 @@ def check_cmd(file: FileOpt = None) -> None:
 def list_cmd(file: FileOpt = None, json_: JsonOpt = False) -> None:
     """Each segment: name, rule, and how many active members it would send to."""
     seg = _segments(file)
-    db = database()
-    try:
+    with database() as db:
         with db.session() as session:
             rows = segments.segment_counts(session, seg)
-    finally:
-        db.dispose()
     if json_:
         print_json(rows)
         return
@@ -312,14 +286,11 @@ def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
                      file: FileOpt = None, json_: JsonOpt = False) -> None:
     """A segment's rule, member count and first members."""
     seg = _segments(file)
-    db = database()
-    try:
+    with database() as db:
         with db.session() as session:
             count = segments.count_members(session, seg, name)
             members = [subscribers.subscriber_record(s)
                        for s in segments.segment_members(session, seg, name, limit)]
-    finally:
-        db.dispose()
     data = {"name": name, "rule": seg.summary(name), "count": count, "members": members}
     if json_:
         print_json(data)
