@@ -11,7 +11,6 @@ import ipaddress
 import os
 import re
 import tomllib
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -114,13 +113,13 @@ class Settings(BaseModel):
             "e.g. https://www.example.org/newsletter"
         )
 
-    @cached_property
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.project_dir / 'newsletter.db').as_posix()}"
 
-    @cached_property
+    @property
     def resolved_outbox_dir(self) -> Path:
         return self.outbox_dir if self.outbox_dir.is_absolute() else self.project_dir / self.outbox_dir
 

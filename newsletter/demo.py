@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from newsletter.build import BuildResult, build_edition
 from newsletter.config import Settings
 from newsletter.db import open_database
@@ -92,16 +94,13 @@ def demo_settings(settings: Settings) -> Settings:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    return Settings(
-        **{
-            **settings.model_dump(),
-            "database_url": f"sqlite:///{(root / 'newsletter.db').as_posix()}",
-            "outbox_dir": root / "outbox",
-            "transport": "outbox",
-            # the demo has no secret configured; a fixed one keeps its outbox files reproducible
-            "secret": settings.secret or "demo-secret-not-for-real-sends",
-        }
-    )
+    return settings.model_copy(update={
+        "database_url": f"sqlite:///{(root / 'newsletter.db').as_posix()}",
+        "outbox_dir": root / "outbox",
+        "transport": "outbox",
+        # the demo has no secret configured; a fixed one keeps its outbox files reproducible
+        "secret": settings.secret or SecretStr("demo-secret-not-for-real-sends"),
+    })
 
 
 def run_demo(settings: Settings, steps: tuple[DemoStep, ...] = STEPS) -> DemoReport:

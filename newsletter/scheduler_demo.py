@@ -23,7 +23,7 @@ def _tomorrow_0800(settings: Settings) -> datetime:
 def schedule_demo(settings: Settings, manifest: Path) -> list[str]:
     """Lines describing what was scheduled (and then cancelled)."""
     with tempfile.TemporaryDirectory(prefix="newsletter-demo-") as tmp:
-        scratch = replace_database(settings, f"sqlite:///{Path(tmp) / 'demo.db'}")
+        scratch = settings.model_copy(update={"database_url": f"sqlite:///{Path(tmp) / 'demo.db'}"})
         db = open_database(scratch.resolved_database_url)
         try:
             try:
@@ -37,7 +37,3 @@ def schedule_demo(settings: Settings, manifest: Path) -> list[str]:
         finally:
             db.dispose()
     return lines
-
-
-def replace_database(settings: Settings, url: str) -> Settings:
-    return Settings(**{**settings.model_dump(), "database_url": url})

@@ -95,3 +95,10 @@ def test_public_base_url_must_be_plain_https(tmp_path, monkeypatch, url: str) ->
     monkeypatch.setenv("NEWSLETTER_PUBLIC_BASE_URL", url)
     with pytest.raises(ConfigError, match="public_base_url"):
         load_settings(_project(tmp_path))
+
+
+def test_a_copy_with_another_database_resolves_to_that_database(tmp_path) -> None:
+    cfg = load_settings(_project(tmp_path))
+    assert cfg.resolved_database_url.endswith("/newsletter.db")
+    other = cfg.model_copy(update={"database_url": "sqlite:////tmp/other.db"})
+    assert other.resolved_database_url == "sqlite:////tmp/other.db"
