@@ -36,8 +36,8 @@ from newsletter.regions import normalise_region
 from newsletter.sanitize import (
     check_url,
     clean_html,
+    fragment_to_text,
     html_to_markdown,
-    html_to_text,
     plain_text,
     shorten,
     summarise,
@@ -183,7 +183,7 @@ def _raw(mapping: Any, key: str) -> Any:
 
 def _text(value: str | None, detail: Any) -> str:
     kind = (detail or {}).get("type", "text/plain") if detail is not None else "text/html"
-    return html_to_text(value) if "html" in kind else plain_text(value)
+    return fragment_to_text(value) if "html" in kind else plain_text(value)
 
 
 def _parse_date(raw: str | None, parsed: time.struct_time | None) -> datetime | None:
@@ -249,7 +249,7 @@ def _candidate(entry: Any, base: str | None, fallback: datetime) -> _Candidate:
     notes.extend(rejected)
     summary = summarise(_text(summary_html, entry.get("summary_detail")))
     if not summary:
-        summary = summarise(html_to_text(content))
+        summary = summarise(fragment_to_text(content))
         notes.append("no summary in the feed; " + ("made one from the content" if summary else "left empty"))
 
     published = _parse_date(_raw(entry, "published") or _raw(entry, "updated"),

@@ -139,11 +139,11 @@ def clean_html(fragment: str, base: str | None = None) -> CleanHtml:
     for src, alt in collector.images:
         check = check_url(src, base, image=True)
         if check.url:
-            images.append((check.url, html_to_text(alt)))
+            images.append((check.url, fragment_to_text(alt)))
     return CleanHtml(cleaned, tuple(rejected), tuple(images))
 
 
-def html_to_text(fragment: str | None) -> str:
+def fragment_to_text(fragment: str | None) -> str:
     """Plain text from an HTML fragment: tags removed (script/style with their content), entities
     decoded once, whitespace collapsed."""
     if not fragment:

@@ -9,8 +9,8 @@ from newsletter.sanitize import (
     check_url,
     clean_html,
     escape_markdown,
+    fragment_to_text,
     html_to_markdown,
-    html_to_text,
     summarise,
 )
 
@@ -97,7 +97,7 @@ def test_clean_html_keeps_the_allow_list_only() -> None:
     ],
 )
 def test_html_to_text_decodes_entities_exactly_once(fragment: str, text: str) -> None:
-    assert html_to_text(fragment) == text
+    assert fragment_to_text(fragment) == text
 
 
 def test_escaped_markdown_renders_as_literal_text() -> None:
