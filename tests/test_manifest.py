@@ -329,8 +329,18 @@ def test_check_clean_manifest_exits_0(project: Path, cli) -> None:  # type: igno
     shutil.copytree(DATA, project / "planted")
     result = cli("check", "planted/clean.yaml")
     assert "error:" not in result.stdout
-    assert "manifest OK" in result.stdout
+    assert "manifest OK" in result.stdout and "gates: all passed" in result.stdout
     assert result.exit_code == 0, result
+
+
+def test_check_reports_a_failing_gate_and_exits_1(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    shutil.copytree(DATA, project / "planted")
+    entry = project / "templates" / "digest" / "email.mjml.j2"
+    entry.write_text(entry.read_text("utf-8").replace(
+        "</mj-body>", '<mj-raw><a href="/relative">x</a></mj-raw></mj-body>'), "utf-8")
+    result = cli("check", "planted/clean.yaml")
+    assert result.exit_code == 1
+    assert "FAIL: <a href>: URL is not absolute https or mailto: '/relative'" in result.stdout
 
 
 def test_sample_manifest_has_no_manifest_problems(project: Path) -> None:

@@ -6,7 +6,6 @@ User text is printed with print() (no Rich markup), so it is never interpreted.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -26,25 +25,14 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_command)
 
 
-def _print_gate_results(build_dir: Path) -> int:
-    """Print each variant's gate results from build.json; returns the number of failed gates."""
-    manifest = build_dir / "build.json"
-    if not manifest.is_file():
-        return 0
-    data: dict[str, Any] = json.loads(manifest.read_text("utf-8"))
-    failures = 0
-    for segment, info in (data.get("variants") or {}).items():
-        gates = info.get("gates") or {}
-        failed = list(gates.get("failed") or ())
-        warnings = list(gates.get("warnings") or ())
-        failures += len(failed)
-        status = "FAIL" if failed else "ok"
-        print(f"{segment}: {status} ({info.get('size', '?')} bytes)")
-        for item in failed:
+def _print_gate_results(result: Any) -> None:
+    """Print each variant's gate results (a BuildResult)."""
+    for v in result.variants:
+        print(f"{v.segment}: {'FAIL' if v.gates.failed else 'ok'} ({v.size} bytes)")
+        for item in v.gates.failed:
             print(f"  FAIL: {item}")
-        for item in warnings:
+        for item in v.gates.warnings:
             print(f"  warning: {item}")
-    return failures
 
 
 def check_command(
@@ -53,7 +41,7 @@ def check_command(
     """List every problem in a manifest (file:line:col), then build it and run the gates.
 
     Exit 0 when nothing fails, 2 for manifest problems, 1 when a built email fails a gate."""
-    from newsletter.build import build_edition
+    from newsletter.build import BuildGateFailed, build_edition
     from newsletter.manifest import check_manifest
 
     cfg = settings()
@@ -68,15 +56,12 @@ def check_command(
                          "nothing built", hint="fix the lines above and run check again")
     print(f"{manifest}: manifest OK")
     with tempfile.TemporaryDirectory(prefix="newsletter-check-") as tmp:
-        out = Path(tmp)
         try:
-            build_edition(manifest, cfg, out_dir=out)
-        except GateFailed:
-            _print_gate_results(out)
+            result = build_edition(manifest, cfg, out_dir=Path(tmp))
+        except BuildGateFailed as failed:
+            _print_gate_results(failed.result)
             raise
-        failures = _print_gate_results(out)
-    if failures:  # build_edition raises on failures; this guards a build that only records them
-        raise GateFailed(f"{failures} quality gate(s) failed")
+    _print_gate_results(result)
     print("gates: all passed")
 
 
