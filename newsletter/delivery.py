@@ -9,8 +9,6 @@ SendGrid) only with resend_uncertain=True.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +25,7 @@ from newsletter.audience import (
 )
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.errors import DeliveryError, GateFailed, InputError, NotFound
+from newsletter.errors import DeliveryError, InputError, NotFound
 from newsletter.mailsend import MailBuilder, MessageOptions, VariantToSend
 from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
 from newsletter.sender import Sender, SendPolicy, now, prepare_runs
@@ -118,39 +116,20 @@ def policy_from_settings(settings: Settings) -> SendPolicy:
     )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[VariantToSend]]:
-    """The edition id and its variants from build.json, after checking every file's hash."""
-    manifest = build_dir / "build.json"
-    if not manifest.is_file():
-        raise GateFailed(f"{manifest}: no build.json", hint="build the edition first (newsletter build MANIFEST)")
-    try:
-        from newsletter.build import (
-            load_build,  # the build area's full check, when present
+    """The edition id and its variants from build.json (load_build re-hashes every file and
+    refuses a build that failed a gate)."""
+    from newsletter.build import load_build
+
+    build = load_build(Path(build_dir))
+    return build.edition_id, [
+        VariantToSend(
+            edition=build.edition_id, segment=v.segment, subject=v.subject, html=v.html, text=v.text,
+            sha256=v.sha256, from_email=v.from_email or settings.from_email,
+            from_name=v.from_name or settings.from_name,
         )
-    except ImportError:
-        load_build = None
-    if load_build is not None:
-        load_build(build_dir)
-    data = json.loads(manifest.read_text("utf-8"))
-    variants = []
-    for segment, v in data["variants"].items():
-        failed = (v.get("gates") or {}).get("failed") or []
-        if failed:
-            raise GateFailed(f"{manifest}: variant {segment} failed a gate: {failed[0]}", hint="fix it and rebuild")
-        html, text = build_dir / v["html"], build_dir / v["text"]
-        for path, expected in ((html, v.get("sha256")), (text, v.get("text_sha256"))):
-            if not path.is_file() or (expected and _sha256(path) != expected):
-                raise GateFailed(f"{path}: missing or changed since the build (hash mismatch)", hint="rebuild the edition")
-        variants.append(VariantToSend(
-            edition=data["edition"], segment=segment, subject=v["subject"],
-            html=html.read_text("utf-8"), text=text.read_text("utf-8"), sha256=v.get("sha256") or _sha256(html),
-            from_email=v.get("from_email") or settings.from_email, from_name=v.get("from_name") or settings.from_name,
-        ))
-    return str(data["edition"]), variants
+        for v in build.variants
+    ]
 
 
 def _assignments(settings: Settings, segments: Sequence[str]) -> list[tuple[str, Any]]:
