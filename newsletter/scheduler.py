@@ -10,7 +10,6 @@ States: scheduled → sending → sent | failed; scheduled → missed | stale | 
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import uuid
@@ -27,7 +26,9 @@ from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
 from newsletter.scheduler_jobs import JobRegistry, job_id
+
 if TYPE_CHECKING:
+    from newsletter.build import BuildInfo
     from newsletter.manifest import VariantSpec
 from newsletter.timeparse import (
     SendWindow,
@@ -135,9 +136,9 @@ def plan_sends(
     return plans
 
 
-def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[Path, str]:
+def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[BuildInfo, str]:
     """Build the edition into build/scheduled/<edition>/<fingerprint>/ (never changed once
-    written; same inputs reuse it). Returns (build dir, inputs fingerprint)."""
+    written; same inputs reuse it). Returns (the checked build, inputs fingerprint)."""
     from newsletter.build import build_edition, inputs_fingerprint, load_build
 
     fingerprint = inputs_fingerprint(manifest_path, settings)
@@ -145,8 +146,7 @@ def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tu
     target = root / fingerprint[:16]
     if target.is_dir():
         try:
-            load_build(target)
-            return target, fingerprint
+            return load_build(target), fingerprint
         except Exception:
             log.warning("frozen build %s is damaged; rebuilding it", target)
             shutil.rmtree(target)
@@ -165,13 +165,7 @@ def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tu
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    load_build(target)
-    return target, fingerprint
-
-
-def variant_hashes(build_dir: Path) -> dict[str, str]:
-    data = json.loads((build_dir / "build.json").read_text("utf-8"))
-    return {name: v["sha256"] for name, v in data["variants"].items()}
+    return load_build(target), fingerprint
 
 
 def schedule_edition(
@@ -214,8 +208,8 @@ def schedule_edition(
                 hint="an edition goes to each segment once; see `newsletter sends show "
                 f"{edition.id}`, and leave out those segments with --segment",
             )
-    build_dir, fingerprint = freeze_build(manifest_path, settings, edition.id)
-    hashes = variant_hashes(build_dir)
+    build, fingerprint = freeze_build(manifest_path, settings, edition.id)
+    build_dir, hashes = build.out_dir, {v.segment: v.sha256 for v in build.variants}
     with db.write_session() as session:
         for plan in plans:
             values = dict(

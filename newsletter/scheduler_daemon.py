@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 from newsletter.config import Settings
 from newsletter.db import Database, open_database
 from newsletter.models import ScheduledSend, ScheduleState
-from newsletter.scheduler import ScheduledSendInfo, info_of, set_state, variant_hashes
+from newsletter.scheduler import ScheduledSendInfo, info_of, set_state
 from newsletter.scheduler_jobs import JobRegistry, job_id, make_scheduler, register_job
 from newsletter.timeparse import SendWindow, describe
 
@@ -125,8 +125,7 @@ def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | N
         return ("the manifest, its articles or the template changed after scheduling; "
                 "nothing was sent; schedule the manifest again to send the new version")
     try:
-        load_build(send.build_dir)
-        sha = variant_hashes(send.build_dir).get(send.segment)
+        sha = {v.segment: v.sha256 for v in load_build(send.build_dir).variants}.get(send.segment)
     except Exception as exc:
         return f"the frozen build in {send.build_dir} is damaged ({exc}); schedule it again"
     if sha != send.variant_sha256:
