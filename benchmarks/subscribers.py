@@ -37,11 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsletter.db import Database, normalise_url, open_database  # noqa: E402
-from newsletter.importer import import_file  # noqa: E402
+from newsletter.members.imports import import_file  # noqa: E402
 from newsletter.models import Subscriber, SubscriberStatus  # noqa: E402
 from newsletter.regions import REGIONS  # noqa: E402
-from newsletter.segments import SegmentSet, count_members, load_segments  # noqa: E402
-from newsletter.subscribers import normalise_email  # noqa: E402
+from newsletter.members.segments import SegmentSet, count_members, load_segments  # noqa: E402
+from newsletter.members.subscribers import normalise_email  # noqa: E402
 
 TYPES = ("member", "member", "member", "associate", "corporate", "student")
 STATUSES = (SubscriberStatus.ACTIVE,) * 17 + (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED,
@@ -62,7 +62,7 @@ def write_csv(path: Path, rows: int, seed: int = 1) -> None:
 
 def naive_import(db: Database, path: Path, limit: int) -> int:
     """Row by row through the ORM: what a first attempt looks like."""
-    from newsletter.subscribers import SubscriberDetails
+    from newsletter.members.subscribers import SubscriberDetails
 
     done = 0
     with path.open(encoding="utf-8", newline="") as f:

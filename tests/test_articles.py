@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.articles import (
+from newsletter.content.articles import (
     Article,
     article_text,
     filter_articles,

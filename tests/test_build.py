@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from buildproject import make_build_project
 
-from newsletter.build import (
+from newsletter.render.build import (
     BuildGateFailed,
     build_edition,
     inputs_fingerprint,

@@ -51,7 +51,7 @@ def test_db_upgrade_is_idempotent(cli, project) -> None:
 
 def test_console_script_runs(project) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "newsletter.cli", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "newsletter", "--help"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and "Usage" in result.stdout
 

@@ -10,16 +10,16 @@ from delivery_support import make_project, project_settings, seed_members
 from sqlalchemy import select
 
 from newsletter.db import Database
-from newsletter.delivery import list_runs, run_report, send_edition
+from newsletter.delivery.send import list_runs, run_report, send_edition
 from newsletter.errors import GateFailed, TransportAuthError
 from newsletter.models import Batch, Subscriber
-from newsletter.tokens import UNSUBSCRIBE, token_secret, verify_token
-from newsletter.transports.base import (
+from newsletter.delivery.tokens import UNSUBSCRIBE, token_secret, verify_token
+from newsletter.delivery.transports.base import (
     ConnectionFailed,
     OutcomeUnknown,
     TransportResponse,
 )
-from newsletter.transports.memory import MemoryTransport
+from newsletter.delivery.transports.memory import MemoryTransport
 
 
 @pytest.fixture
@@ -205,7 +205,7 @@ def test_cli_send_list_show(tmp_path: Path, db: Database, db_url: str, cli, monk
 def test_rate_limit_headers() -> None:
     import time as _time
 
-    from newsletter.sender import retry_after
+    from newsletter.delivery.batches import retry_after
 
     soon = retry_after(TransportResponse(429, {"X-RateLimit-Reset": str(int(_time.time()) + 30)}), 1.0)
     assert 28 <= soon <= 30
@@ -216,8 +216,8 @@ def test_rate_limit_headers() -> None:
 
 
 def test_members_who_leave_after_the_freeze_are_not_sent_on_resume(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.privacy import erase
-    from newsletter.subscribers import unsubscribe
+    from newsletter.members.privacy import erase
+    from newsletter.members.subscribers import unsubscribe
 
     build, settings = setup
     active = seed_members(db, {"wales": 12})  # batches of 10: the second request fails first time
@@ -265,8 +265,8 @@ def test_a_member_who_joins_during_the_freeze_lands_in_a_batch_of_their_own_run(
 
     from sqlalchemy import insert
 
-    import newsletter.audience as audience
-    from newsletter.mailsend import VariantToSend
+    import newsletter.delivery.audience as audience
+    from newsletter.delivery.requests import VariantToSend
     from newsletter.models import Recipient, SendRun
 
     if db.dialect != "postgresql":

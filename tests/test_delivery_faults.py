@@ -20,10 +20,10 @@ from sqlalchemy import select
 from stub_sendgrid import StubSendGrid
 
 from newsletter.db import Database
-from newsletter.delivery import edition_started, run_report, send_edition
+from newsletter.delivery.send import edition_started, run_report, send_edition
 from newsletter.models import Batch, BatchStatus, Recipient
-from newsletter.transports.outbox import OutboxTransport
-from newsletter.transports.sendgrid import SendGridTransport
+from newsletter.delivery.transports.outbox import OutboxTransport
+from newsletter.delivery.transports.sendgrid import SendGridTransport
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def _send_process(tmp_path: Path, db_url: str, stub_url: str, *extra: str) -> su
            "NEWSLETTER_CONCURRENCY": "2", "NEWSLETTER_MAX_REQUESTS_PER_SECOND": "1000",
            "NEWSLETTER_RETRY_BACKOFF_SECONDS": "0.01", "NEWSLETTER_REQUEST_TIMEOUT": "5"}
     return subprocess.Popen(
-        [sys.executable, "-m", "newsletter.cli", "send", "x.yaml", "--build", "build/2026-12",
+        [sys.executable, "-m", "newsletter", "send", "x.yaml", "--build", "build/2026-12",
          "--transport", "sendgrid", "--yes", "--json", *extra],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

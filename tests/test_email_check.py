@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_edition
+from newsletter.render.build import build_edition
 from newsletter.config import load_settings
 
 EMAIL_CHECK = Path(__file__).resolve().parents[1].parent / "shared/tools/email-check"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.articles import load_article, load_articles
+from newsletter.content.articles import load_article, load_articles
 from newsletter.errors import ArticleError, ProblemsError
-from newsletter.feeds import ImportOutcome, canonical_link, import_feed, slugify
+from newsletter.content.feeds import ImportOutcome, canonical_link, import_feed, slugify
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 HOSTILE = FEEDS / "hostile.xml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.gates import GateReport, check_html
+from newsletter.render.gates import GateReport, check_html
 
 
 def page(body: str, *, head: str | None = None, lang: str = ' lang="en-GB"') -> str:

@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError
-from newsletter.importer import import_file
+from newsletter.members.imports import import_file
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.privacy import erase
-from newsletter.subscribers import find_subscriber, set_status, unsubscribe
+from newsletter.members.privacy import erase
+from newsletter.members.subscribers import find_subscriber, set_status, unsubscribe
 
 MESSY_DIR = Path(__file__).resolve().parent / "data"
 
@@ -175,7 +175,7 @@ def test_cli_import_json(cli, project: Path, db_url: str, monkeypatch: pytest.Mo
 
 
 def test_sample_members_cover_every_region_once_each(db: Database) -> None:
-    from newsletter.importer import import_sample
+    from newsletter.members.imports import import_sample
     from newsletter.regions import REGION_SLUGS
 
     result, rows = import_sample(db, MESSY_DIR.parent.parent)

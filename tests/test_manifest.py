@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ManifestError, Problem
-from newsletter.manifest import Edition, check_manifest, load_manifest
+from newsletter.content.manifest import Edition, check_manifest, load_manifest
 
 DATA = Path(__file__).parent / "data" / "manifests"
 

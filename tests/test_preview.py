@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import InputError
-from newsletter.preview import serve_preview, write_preview
+from newsletter.render.preview import serve_preview, write_preview
 
 DATA = Path(__file__).parent / "data"
 BUILD = DATA / "preview-build"

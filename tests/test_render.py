@@ -10,9 +10,9 @@ from buildproject import make_build_project
 
 from newsletter.config import load_settings
 from newsletter.errors import InputError
-from newsletter.manifest import Edition, load_manifest
-from newsletter.plaintext import html_to_text
-from newsletter.render import load_template, markdown_to_html, render_variant
+from newsletter.content.manifest import Edition, load_manifest
+from newsletter.render.plaintext import html_to_text
+from newsletter.render.pipeline import load_template, markdown_to_html, render_variant
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_per_recipient_values_are_tokens_only(edition: Edition) -> None:
 
 def test_hostile_member_names_cannot_inject_markup(edition: Edition) -> None:
     """What SendGrid does (plain replacement of each token) gives safe HTML and exact text."""
-    from newsletter.personalise import substitution_values
+    from newsletter.render.placeholders import substitution_values
 
     out = render(edition, "scotland")
     values = substitution_values(first_name='<img src=x onerror="alert(1)">&amp;', email="o'neil&co@example.org",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from newsletter.sanitize import (
+from newsletter.content.sanitize import (
     check_url,
     clean_html,
     escape_markdown,

@@ -20,14 +20,14 @@ from scheduling_support import (
 )
 from sqlalchemy import update
 
-from newsletter.build import build_edition
+from newsletter.render.build import build_edition
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend
-from newsletter.scheduler import cancel, list_schedule, move, schedule_edition
-from newsletter.scheduler_daemon import DaemonContext, execute_send, resume_orphans
-from newsletter.scheduler_jobs import JobRegistry
+from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
+from newsletter.schedule.daemon import DaemonContext, execute_send, resume_orphans
+from newsletter.schedule.jobs import JobRegistry
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -259,7 +259,7 @@ def test_a_send_left_sending_by_a_dead_daemon_is_resumed_once(env) -> None:  # t
 
 
 def test_real_delivery_through_the_outbox(env) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.scheduler_daemon import context_for
+    from newsletter.schedule.daemon import context_for
 
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
@@ -327,7 +327,7 @@ def test_cli_scheduler_run_once_sends_what_is_due(env, cli) -> None:  # type: ig
 
 
 def test_demo_step_schedules_and_cancels_in_a_throwaway_database(env) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.scheduler_demo import schedule_demo
+    from newsletter.cli.demo_schedule import schedule_demo
 
     settings, db, manifest = env
     lines = schedule_demo(settings, manifest)
@@ -357,9 +357,9 @@ def test_an_unrelated_broken_draft_does_not_stop_a_scheduled_send(env) -> None: 
 
 
 def test_a_segment_already_sent_by_send_cannot_be_scheduled(env) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.delivery import send_edition
-    from newsletter.transports.memory import MemoryTransport
-    from newsletter.transports.base import TransportResponse
+    from newsletter.delivery.send import send_edition
+    from newsletter.delivery.transports.memory import MemoryTransport
+    from newsletter.delivery.transports.base import TransportResponse
 
     settings, db, manifest = env
     build = build_edition(manifest, settings)
@@ -373,7 +373,7 @@ def test_a_segment_already_sent_by_send_cannot_be_scheduled(env) -> None:  # typ
 
 
 def test_a_job_that_fires_while_it_is_being_moved_does_not_send(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import newsletter.scheduler_daemon as daemon_module
+    import newsletter.schedule.daemon as daemon_module
 
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())

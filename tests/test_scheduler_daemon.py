@@ -30,8 +30,8 @@ from scheduling_support import (
 
 from newsletter.config import load_settings
 from newsletter.db import Database, open_database
-from newsletter.scheduler import list_schedule, schedule_edition
-from newsletter.scheduler_daemon import context_for, run_daemon
+from newsletter.schedule.planning import list_schedule, schedule_edition
+from newsletter.schedule.daemon import context_for, run_daemon
 
 ALL_MEMBERS = sorted(e for emails in MEMBERS.values() for e in emails)
 
@@ -51,10 +51,10 @@ def states(db: Database) -> dict[str, str]:
 
 
 def daemon(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m newsletter.cli scheduler run` in the project (environment inherited)."""
+    """`python -m newsletter scheduler run` in the project (environment inherited)."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "newsletter.cli", "scheduler", "run", "--poll", "0.5", *args],
+            [sys.executable, "-m", "newsletter", "scheduler", "run", "--poll", "0.5", *args],
             stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -186,10 +186,10 @@ def test_kill_9_mid_send_then_restart_sends_everyone_exactly_once(  # type: igno
 def test_a_daemon_busy_with_many_sends_still_proves_it_is_alive(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every send thread busy must not starve the heartbeat, or another daemon would take over
     sends that are alive (found in review)."""
-    import newsletter.scheduler_daemon as daemon_module
+    import newsletter.schedule.daemon as daemon_module
     from newsletter.db import open_database
     from newsletter.models import ScheduledSend
-    from newsletter.scheduler_jobs import JobRegistry
+    from newsletter.schedule.jobs import JobRegistry
 
     monkeypatch.setattr(daemon_module, "HEARTBEAT_INTERVAL", timedelta(seconds=0.2))
     monkeypatch.setattr(daemon_module, "HEARTBEAT_TIMEOUT", timedelta(seconds=1))

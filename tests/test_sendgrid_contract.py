@@ -21,10 +21,10 @@ from sendgrid import SendGridAPIClient
 
 from newsletter.config import load_settings
 from newsletter.db import Database
-from newsletter.delivery import load_variants, send_edition
-from newsletter.mailsend import MailBuilder, MessageOptions, RecipientRow, helper_mail
-from newsletter.transports import MailRequest
-from newsletter.transports.sendgrid import SendGridTransport
+from newsletter.delivery.send import load_variants, send_edition
+from newsletter.delivery.requests import MailBuilder, MessageOptions, RecipientRow, helper_mail
+from newsletter.delivery.transports import MailRequest
+from newsletter.delivery.transports.sendgrid import SendGridTransport
 
 MOCK = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "sendgrid-mock"
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def sendgrid_url() -> Iterator[str]:
 
 @pytest.fixture
 def sample_build(project: Path) -> Path:
-    from newsletter.build import build_edition
+    from newsletter.render.build import build_edition
 
     out = project / "build" / "2026-12"
     build_edition(project / "issues" / "2026-12.yaml", load_settings(project), out)

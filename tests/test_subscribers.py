@@ -13,7 +13,7 @@ from sqlalchemy import select
 from newsletter.db import Database
 from newsletter.errors import InputError, NotFound
 from newsletter.models import AuditEntry, SubscriberStatus
-from newsletter.subscribers import (
+from newsletter.members.subscribers import (
     InvalidEmail,
     SubscriberDetails,
     add_subscriber,
@@ -73,7 +73,7 @@ def test_add_update_unsubscribe_resubscribe_with_audit(db: Database) -> None:
 
 
 def test_export_escapes_formula_cells(db: Database) -> None:
-    from newsletter.importer import import_file
+    from newsletter.members.imports import import_file
 
     import_file(db, MESSY)
     out = io.StringIO()

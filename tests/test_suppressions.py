@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from newsletter.db import Database
 from newsletter.models import AuditEntry, Subscriber
-from newsletter.suppressions import PAGE_SIZE, sync_suppressions
+from newsletter.members.suppressions import PAGE_SIZE, sync_suppressions
 
 
 class FakeClient:

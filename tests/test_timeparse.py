@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter.errors import ScheduleError
-from newsletter.timeparse import SendWindow, describe, parse_send_time, require_future
+from newsletter.content.send_times import SendWindow, describe, parse_send_time, require_future
 
 LONDON = "Europe/London"
 

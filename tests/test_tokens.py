@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.tokens import (
+from newsletter.delivery.tokens import (
     PREFERENCES,
     UNSUBSCRIBE,
     make_token,
@@ -48,7 +48,7 @@ def test_configured_secret_wins(db: Database, tmp_path) -> None:  # type: ignore
 
 
 def test_fast_token_maker_equals_make_token() -> None:
-    from newsletter.tokens import TokenMaker
+    from newsletter.delivery.tokens import TokenMaker
 
     for secret in (b"", b"short", b"x" * 64, b"y" * 65, "ünïcode secret" * 10):
         for purpose in (UNSUBSCRIBE, PREFERENCES):

@@ -13,23 +13,23 @@ from stub_sendgrid import StubSendGrid
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, InputError
-from newsletter.mailsend import (
+from newsletter.delivery.requests import (
     MailBuilder,
     MessageOptions,
     RecipientRow,
     VariantToSend,
     helper_mail,
 )
-from newsletter.transports import (
+from newsletter.delivery.transports import (
     ConnectionFailed,
     MailRequest,
     OutcomeUnknown,
     TransportResponse,
     make_transport,
 )
-from newsletter.transports.memory import MemoryTransport
-from newsletter.transports.outbox import OutboxTransport
-from newsletter.transports.sendgrid import SendGridTransport
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.delivery.transports.outbox import OutboxTransport
+from newsletter.delivery.transports.sendgrid import SendGridTransport
 
 VARIANT = VariantToSend("2026-12", "wales", "Digest: <Wales> & more", "<p>Dear -first_name-</p>", "Dear -first_name-",
                         "0" * 64, "digest@example.org", "LPS Digest")

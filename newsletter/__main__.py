@@ -1,0 +1,7 @@
+"""`python -m newsletter` runs the command line."""
+
+import sys
+
+from newsletter.cli import main
+
+sys.exit(main())

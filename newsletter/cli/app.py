@@ -1,0 +1,100 @@
+"""The `newsletter` command. Thin: parse options, call library functions, print results.
+
+Each area's commands live in newsletter/commands/<area>.py; this module wires them together and
+turns NewsletterError into one clear line and an exit code (2 bad input, 1 other failures).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.exceptions import TyperException
+
+from newsletter import __version__
+from newsletter.cli import (
+    articles,
+    database,
+    sends,
+    editions,
+    schedule,
+    subscribers,
+)
+from newsletter.errors import NewsletterError
+
+app = typer.Typer(
+    name="newsletter",
+    help="Compose, schedule and deliver the members' email digest.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"newsletter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+articles.register(app)
+editions.register(app)
+subscribers.register(app)
+sends.register(app)
+schedule.register(app)
+database.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        result = app(args=args, standalone_mode=False)
+        # With standalone_mode=False, `raise typer.Exit(n)` in a command comes back as a return value.
+        if isinstance(result, int):
+            return result
+    except NewsletterError as exc:
+        if debug:
+            raise
+        err_console.print(Text.assemble(("error: ", "bold red"), exc.message))
+        if exc.hint:
+            err_console.print(f"hint: {exc.hint}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        return 130
+    except TyperException as exc:  # usage errors: unknown command, bad option value, ...
+        err_console.print(Text.assemble(("error: ", "bold red"), exc.format_message()))
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        err_console.print(
+            Text.assemble(("internal error: ", "bold red"), f"{exc.__class__.__name__}: {exc}")
+        )
+        err_console.print("run again with --debug for the traceback", markup=False)
+        return 1
+    return 0
+
+

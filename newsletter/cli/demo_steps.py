@@ -1,0 +1,116 @@
+"""`newsletter demo`: a tour of the tool on the sample project, offline (SQLite, no API key).
+
+A demo is a sequence of small step functions, each adding its results to the report:
+build the sample edition → import the sample members and count the segments → send every variant
+to the outbox → schedule the edition and cancel it again.
+
+The demo keeps its own database and outbox under build/demo/ and starts them afresh each run, so
+it can be run any number of times and never touches the project's real database.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from newsletter.render.build import BuildResult, build_edition
+from newsletter.config import Settings
+from newsletter.db import open_database
+from newsletter.errors import InputError
+
+SAMPLE_MANIFEST = Path("issues") / "2026-12.yaml"
+DEMO_DIR = Path("build") / "demo"
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    manifest: Path
+    demo_settings: Settings
+    build: BuildResult | None = None
+    import_counts: dict[str, int] = field(default_factory=dict)
+    segment_counts: tuple[dict[str, Any], ...] = ()
+    send_reports: tuple[Any, ...] = ()  # newsletter.delivery.send.RunReport
+    outbox_dir: Path | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+DemoStep = Callable[[Settings, DemoReport], DemoReport]
+
+
+def step_build(settings: Settings, report: DemoReport) -> DemoReport:
+    """Build every variant of the sample edition into <project>/build/<edition id>/."""
+    result = build_edition(report.manifest, settings)
+    note = f"built {len(result.variants)} variants of {result.edition_id} into {result.out_dir}"
+    return replace(report, build=result, notes=report.notes + (note,))
+
+
+def step_subscribers(settings: Settings, report: DemoReport) -> DemoReport:
+    """Import subscribers/sample.csv into the demo database and count every segment."""
+    from newsletter.members.imports import import_sample
+
+    db = open_database(report.demo_settings.resolved_database_url)
+    try:
+        result, counts = import_sample(db, settings.project_dir)
+    finally:
+        db.dispose()
+    return replace(report, import_counts=result.counts(), segment_counts=tuple(counts))
+
+
+def step_send(settings: Settings, report: DemoReport) -> DemoReport:
+    """Send every variant of the build to the outbox (one JSON request file per batch)."""
+    from newsletter.delivery.send import send_edition
+    from newsletter.delivery.transports.factory import make_transport
+
+    assert report.build is not None, "step_send needs step_build first"
+    demo = report.demo_settings
+    db = open_database(demo.resolved_database_url)
+    try:
+        reports = send_edition(
+            db, demo, report.build.out_dir, transport=make_transport(demo, "outbox")
+        )
+    finally:
+        db.dispose()
+    return replace(report, send_reports=tuple(reports), outbox_dir=demo.resolved_outbox_dir)
+
+
+def step_schedule(settings: Settings, report: DemoReport) -> DemoReport:
+    """Schedule the sample edition (in a throw-away database) and cancel it again."""
+    from newsletter.cli.demo_schedule import schedule_demo
+
+    return replace(report, notes=report.notes + tuple(schedule_demo(settings, report.manifest)))
+
+
+STEPS: tuple[DemoStep, ...] = (step_build, step_subscribers, step_send, step_schedule)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The project's settings with a fresh database and outbox under build/demo/."""
+    root = settings.project_dir / DEMO_DIR
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    return settings.model_copy(update={
+        "database_url": f"sqlite:///{(root / 'newsletter.db').as_posix()}",
+        "outbox_dir": root / "outbox",
+        "transport": "outbox",
+        # the demo has no secret configured; a fixed one keeps its outbox files reproducible
+        "secret": settings.secret or SecretStr("demo-secret-not-for-real-sends"),
+    })
+
+
+def run_demo(settings: Settings, steps: tuple[DemoStep, ...] = STEPS) -> DemoReport:
+    manifest = settings.project_dir / SAMPLE_MANIFEST
+    if not manifest.is_file():
+        raise InputError(
+            f"sample manifest {manifest} not found",
+            hint="run `newsletter demo` in the project directory (or set NEWSLETTER_PROJECT_DIR)",
+        )
+    report = DemoReport(manifest=manifest, demo_settings=demo_settings(settings))
+    for step in steps:
+        report = step(settings, report)
+    return report

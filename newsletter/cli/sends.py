@@ -1,0 +1,234 @@
+"""CLI commands for the delivery area: `send`, `sends list|show`, `suppressions sync`.
+
+Thin: parse options, call newsletter.delivery.send / newsletter.members.suppressions, print. User data (subjects,
+segment names, errors from the provider) is printed without Rich markup interpretation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from newsletter.cli.common import (
+    console,
+    database,
+    err_console,
+    print_json,
+    settings,
+)
+from newsletter.config import Settings
+from newsletter.errors import DeliveryError, InputError, NewsletterError
+
+sends_app = typer.Typer(help="Send runs: what was sent, to how many, what failed.", no_args_is_help=True)
+suppressions_app = typer.Typer(help="Bounces, spam reports and unsubscribes kept by SendGrid.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the root app."""
+    app.command("send")(send_command)
+    app.add_typer(sends_app, name="sends")
+    app.add_typer(suppressions_app, name="suppressions")
+
+
+class RichProgress:
+    """ProgressSink drawing recipients and batches done, rate and ETA on stderr."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("recipients"),
+            TaskProgressColumn(), TextColumn("{task.fields[batches]} batches"),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=err_console, transient=False,
+        )
+        self.task: Any = None
+        self.batches_total = 0
+        self.batches_done = 0
+
+    def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None:
+        self.batches_total, self.batches_done = total_batches, done_batches
+        self.progress.start()
+        self.task = self.progress.add_task("send", total=total_recipients, completed=done_recipients,
+                                           batches=f"{done_batches}/{total_batches}", rate="")
+
+    def advance(self, recipients: int, batches: int) -> None:
+        self.batches_done += batches
+        self.progress.update(self.task, advance=recipients, batches=f"{self.batches_done}/{self.batches_total}")
+        speed = self.progress.tasks[0].speed
+        if speed:
+            self.progress.update(self.task, rate=f"{speed:,.0f} recipients/s")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
+    if build is not None:
+        return cfg.path(build)
+    try:
+        from newsletter.render.build import build_edition
+        from newsletter.content.manifest import load_manifest
+    except ImportError:
+        raise InputError("building is not available in this version", hint="pass --build DIR (a built edition)") from None
+    from newsletter.delivery.send import edition_started
+
+    edition = load_manifest(cfg.path(manifest), cfg)
+    out_dir = cfg.project_dir / "build" / edition.id
+    with database(cfg) as db:
+        started = edition_started(db, edition.id)
+    if started and (out_dir / "build.json").is_file():
+        # Resuming: send exactly what the first send froze; the build's hashes are checked.
+        err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
+        return out_dir
+    build_edition(cfg.path(manifest), cfg, out_dir)  # raises GateFailed when a gate fails
+    return out_dir
+
+
+def _confirm(plan: Any) -> bool:
+    table = Table(title=Text(f"Send edition {plan.edition}?"), title_justify="left")
+    for column in ("segment", "recipients", "excluded (unsubscribed/bounced/complained/erased)", "note"):
+        table.add_column(column, overflow="fold")
+    for s in plan.segments:
+        ex = s.excluded
+        table.add_row(Text(s.segment), f"{s.audience:,}", "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased")),
+                      "frozen earlier: resumes" if s.frozen else "")
+    err_console.print(table)
+    return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
+
+
+def print_reports(reports: list[Any], as_json: bool, *, after_send: bool = False) -> None:
+    if as_json:
+        print_json([r.as_dict() for r in reports])
+        return
+    table = Table(title=Text(f"edition {', '.join(sorted({r.edition for r in reports}))}"),
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("run", justify="right")
+    table.add_column("segment", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("audience", "accepted", "failed", "uncertain"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    table.add_column("time", justify="right")
+    for r in reports:
+        table.add_row(str(r.run_id or "-"), Text(r.segment), r.status, f"{r.audience:,}", f"{r.accepted:,}",
+                      f"{r.failed:,}", f"{r.uncertain:,}",
+                      f"{r.duration_seconds:.1f}s" if r.duration_seconds is not None else "-")
+    console.print(table)
+    pending = sum(r.pending + r.in_flight for r in reports)
+    if after_send:
+        console.print(f"sent by this command: {sum(r.sent_now for r in reports):,} recipients", markup=False)
+    if pending:
+        console.print(f"still pending: {pending:,} recipients (send again to resume)", markup=False)
+    for r in reports:
+        excluded = ", ".join(f"{k} {v}" for k, v in r.excluded.items() if v)
+        if excluded:
+            console.print(f"{r.segment}: excluded {excluded}", markup=False)
+        for problem in r.problems:
+            console.print(f"{r.segment}: {problem}", markup=False)
+
+
+def send_command(
+    manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
+    segment: Annotated[list[str] | None, typer.Option("--segment", help="Send only this segment (repeatable).")] = None,
+    transport: Annotated[str | None, typer.Option(help="outbox | sendgrid | memory (default: sendgrid when SENDGRID_API_KEY is set, else outbox).")] = None,
+    outbox: Annotated[Path | None, typer.Option(help="Outbox directory (default NEWSLETTER_OUTBOX_DIR or outbox/).")] = None,
+    build: Annotated[Path | None, typer.Option(help="Send this built edition (build.json) instead of building now.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the audience; freeze and send nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, not delivered.")] = False,
+    resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
+) -> None:
+    """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
+    from newsletter.delivery.send import SendInterrupted, send_edition, what_is_left
+    from newsletter.delivery.transports import make_transport
+
+    cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
+    chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
+    build_dir = _build_dir(manifest, build, cfg)
+    progress = None if (as_json or dry_run) else RichProgress()
+    try:
+        with database(cfg) as db:
+            reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
+                                   resend_uncertain=resend_uncertain, dry_run=dry_run,
+                                   confirm=None if (yes or dry_run) else _confirm, progress=progress)
+    except SendInterrupted as stopped:
+        if progress:
+            progress.stop()
+        print_reports(stopped.reports, as_json, after_send=True)
+        err_console.print("requests in flight were recorded; run the same command again to resume", markup=False)
+        raise KeyboardInterrupt from None  # the root CLI prints "interrupted" and exits 130
+    finally:
+        if progress and progress.task is not None:
+            progress.stop()
+    if not reports:
+        raise DeliveryError("cancelled: nothing was sent", hint="pass --yes to send without asking")
+    print_reports(reports, as_json, after_send=True)
+    if dry_run:
+        return
+    if sum(r.audience for r in reports) == 0:
+        err_console.print("nothing to send: no active members in these segments", markup=False)
+    elif sum(r.sent_now for r in reports) == 0 and all(r.all_accepted for r in reports):
+        err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
+                          "(see `newsletter sends show`)", markup=False)
+    elsewhere = sum(r.in_flight for r in reports)
+    if elsewhere:
+        err_console.print(f"{elsewhere:,} recipients are being sent by another sender right now "
+                          "(see `newsletter sends show`)", markup=False)
+    left = what_is_left(reports)
+    if left is not None:
+        raise DeliveryError(left[0], hint=left[1])
+
+
+@sends_app.command("list")
+def sends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every send run: edition, segment, status and counts."""
+    from newsletter.delivery.send import list_runs
+
+    with database() as db:
+        reports = list_runs(db)
+    if not reports and not as_json:
+        console.print("no sends yet", markup=False)
+        return
+    print_reports(reports, as_json)
+
+
+@sends_app.command("show")
+def sends_show(
+    run: Annotated[str, typer.Argument(help="A run id, or an edition id for all its segments.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration."""
+    from newsletter.delivery.send import run_report
+
+    with database() as db:
+        reports = run_report(db, run)
+    print_reports(reports, as_json)
+
+
+@suppressions_app.command("sync")
+def suppressions_sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Mark members SendGrid has bounced, blocked, reported as spam, found invalid or unsubscribed."""
+    from newsletter.members.suppressions import SendGridSuppressionClient, sync_suppressions
+
+    cfg = settings()
+    if cfg.sendgrid_api_key is None:
+        raise NewsletterError("suppressions sync needs SENDGRID_API_KEY", hint="set SENDGRID_API_KEY")
+    with database(cfg) as db:
+        result = sync_suppressions(db, SendGridSuppressionClient(cfg.sendgrid_api_key.get_secret_value(), cfg.sendgrid_host))
+    if as_json:
+        print_json(result.as_dict())
+        return
+    for key, value in result.as_dict().items():
+        console.print(f"{key}: {value}", markup=False)

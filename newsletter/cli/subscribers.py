@@ -1,0 +1,310 @@
+"""CLI commands for the subscribers area: `newsletter subscribers …` and `newsletter segments …`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from newsletter.members import imports as importer, privacy, segments, subscribers
+from newsletter.cli.common import (
+    console,
+    database,
+    err_console,
+    print_json,
+    settings,
+)
+from newsletter.errors import InputError, SegmentError
+
+subscribers_app = typer.Typer(help="Members: import, export, admin and GDPR requests.",
+                              no_args_is_help=True)
+segments_app = typer.Typer(help="Segments defined in subscribers/segments.yaml.", no_args_is_help=True)
+
+LARGE_FILE_BYTES = 1 << 20
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+EmailArg = Annotated[str, typer.Argument(help="The member's email address.")]
+FirstOpt = Annotated[str | None, typer.Option("--first-name")]
+LastOpt = Annotated[str | None, typer.Option("--last-name")]
+OrgOpt = Annotated[str | None, typer.Option("--organisation")]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="Region slug or alias.")]
+TypeOpt = Annotated[str | None, typer.Option("--member-type")]
+AttrOpt = Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE free attribute (repeatable).")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")]
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _details(first: str | None, last: str | None, org: str | None, region: str | None,
+             member_type: str | None, attrs: list[str] | None) -> subscribers.SubscriberDetails:
+    return subscribers.SubscriberDetails(first, last, org, region, member_type, _pairs(attrs, "--attr"))
+
+
+def _shown(value: Any) -> str:
+    """User data for a Rich table: no markup, no control characters."""
+    return escape(subscribers.display_text(value))
+
+
+def _warn_controls(details: subscribers.SubscriberDetails) -> None:
+    for name in details.controls_removed():
+        err_console.print(f"warning: removed control characters from {subscribers.display_text(name)}",
+                          markup=False)
+
+
+def _show_record(record: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    for key, value in record.items():
+        table.add_row(escape(key), _shown(value))
+    console.print(table)
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+@subscribers_app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX file of members.")],
+    source: Annotated[str | None, typer.Option(help="Name of the source (audit log, consent).")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="COLUMN=field (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, write nothing.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write rejected rows to this CSV file.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Import members from a spreadsheet (safe to re-run: nothing changes the second time)."""
+    progress: Progress | None = None
+    task = None
+    if not json_ and file.is_file() and file.stat().st_size > LARGE_FILE_BYTES:
+        progress = Progress("importing", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                            console=err_console, transient=True)
+        progress.start()
+        task = progress.add_task("import", total=file.stat().st_size)
+    try:
+        with database() as db:
+            result = importer.import_file(
+                db, file, source=source, mapping=_pairs(map_, "--map"), dry_run=dry_run, report_path=report,
+                progress=(lambda done, total: progress.update(task, completed=done)) if progress else None,
+            )
+    finally:
+        if progress:
+            progress.stop()
+    if json_:
+        print_json({**result.counts(), "dry_run": dry_run, "warnings": result.warnings,
+                    "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects]})
+        return
+    for warning in result.warnings:
+        err_console.print(f"warning: {subscribers.display_text(warning)}", markup=False)
+    table = Table(title="dry run: nothing written" if dry_run else f"imported {escape(file.name)}")
+    for name in result.counts():
+        table.add_column(name, justify="right")
+    table.add_row(*(str(v) for v in result.counts().values()))
+    console.print(table)
+    for reject in result.rejects[:20]:
+        console.print(f"row {reject.row}: {subscribers.display_text(reject.reason)}", markup=False)
+    if result.rejected > 20:
+        console.print(f"… and {result.rejected - 20} more rejected rows", markup=False)
+    if result.rejected and report:
+        console.print(f"rejected rows written to {report}", markup=False)
+
+
+@subscribers_app.command("export")
+def export_cmd(
+    segment: Annotated[str | None, typer.Option(help="Only this segment's audience.")] = None,
+    format_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Export members (never erased ones). CSV cells that look like formulas are escaped."""
+    if format_ not in ("csv", "json"):
+        raise InputError(f"--format {format_!r}: use csv or json")
+    cfg = settings()
+    where = None
+    if segment:
+        seg = segments.load_segments(segments.default_path(cfg.project_dir))
+        where = segments.audience_clause(seg, segment)
+    stream = subscribers.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
+    try:
+        with database(cfg) as db, db.session() as session:
+            writer = subscribers.write_csv if format_ == "csv" else subscribers.write_json
+            count = writer(subscribers.iter_export(session, where), stream)
+    finally:
+        if out:
+            stream.close()
+    if out:
+        err_console.print(f"exported {count} members to {out}", markup=False)
+
+
+@subscribers_app.command("add")
+def add_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt = None,
+            organisation: OrgOpt = None, region: RegionOpt = None, member_type: TypeOpt = None,
+            attr: AttrOpt = None,
+            consent_source: Annotated[str | None, typer.Option(help="Where consent was given.")] = None,
+            consent_version: Annotated[str | None, typer.Option(help="Consent wording version.")] = None,
+            json_: JsonOpt = False) -> None:
+    """Add one member (active, consent recorded now)."""
+    details = _details(first_name, last_name, organisation, region, member_type, attr)
+    with database() as db:
+        with db.write_session() as session:
+            sub = subscribers.add_subscriber(session, email, details, consent_source=consent_source,
+                                             consent_version=consent_version)
+            record = subscribers.subscriber_record(sub)
+    _warn_controls(details)
+    if json_:
+        print_json(record)
+    else:
+        console.print(f"added {record['email']}", markup=False)
+
+
+@subscribers_app.command("update")
+def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt = None,
+               organisation: OrgOpt = None, region: RegionOpt = None, member_type: TypeOpt = None,
+               attr: AttrOpt = None) -> None:
+    """Change a member's details (never the status)."""
+    details = _details(first_name, last_name, organisation, region, member_type, attr)
+    with database() as db:
+        with db.write_session() as session:
+            changed = subscribers.update_subscriber(session, email, details)
+    _warn_controls(details)
+    console.print("changed: " + ", ".join(sorted(changed)) if changed else "nothing changed", markup=False)
+
+
+@subscribers_app.command("show")
+def show_cmd(email: EmailArg, json_: JsonOpt = False) -> None:
+    """Show one member."""
+    with database() as db:
+        with db.session() as session:
+            record = subscribers.subscriber_record(subscribers.find_subscriber(session, email))
+    if json_:
+        print_json(record)
+    else:
+        _show_record(record)
+
+
+def _status_change(email: str, action: str, reason: str | None) -> None:
+    with database() as db:
+        with db.write_session() as session:
+            if action == "unsubscribe":
+                changed = subscribers.unsubscribe(session, email, reason=reason or "admin request")
+            else:
+                changed = subscribers.resubscribe(session, email, reason=reason or "admin request")
+    word = "unsubscribed" if action == "unsubscribe" else "resubscribed"
+    console.print(f"{email}: {word}" if changed else f"{email}: already {word}", markup=False)
+
+
+@subscribers_app.command("unsubscribe")
+def unsubscribe_cmd(email: EmailArg, reason: ReasonOpt = None) -> None:
+    """Stop all mail to a member (kept, with an audit row)."""
+    _status_change(email, "unsubscribe", reason)
+
+
+@subscribers_app.command("resubscribe")
+def resubscribe_cmd(email: EmailArg, reason: ReasonOpt = None) -> None:
+    """Make a member active again (records fresh consent; imports never do this)."""
+    _status_change(email, "resubscribe", reason)
+
+
+@subscribers_app.command("erase")
+def erase_cmd(email: EmailArg,
+              yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+              reason: ReasonOpt = None) -> None:
+    """GDPR erasure: delete the member's personal data; keep only a salted hash for suppression."""
+    if not yes and not typer.confirm(f"Erase all personal data of {email}? This cannot be undone"):
+        raise typer.Abort()
+    with database() as db:
+        with db.write_session() as session:
+            privacy.erase(session, email, reason=reason or "GDPR erasure request")
+    console.print(f"{email}: erased (address suppressed by salted hash)", markup=False)
+
+
+@subscribers_app.command("access")
+def access_cmd(email: EmailArg,
+               out: Annotated[Path | None, typer.Option(help="Write the JSON to this file.")] = None) -> None:
+    """GDPR access request: everything held about a member, as JSON."""
+    with database() as db:
+        with db.session() as session:
+            data = privacy.access(session, email)
+    if out:
+        import json
+
+        with subscribers.open_output(out) as stream:
+            stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        err_console.print(f"wrote {out}", markup=False)
+    else:
+        print_json(data)
+
+
+# ---------------------------------------------------------------- segments
+
+
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Segments file (default subscribers/segments.yaml).")]
+
+
+def _segments(file: Path | None) -> segments.SegmentSet:
+    return segments.load_segments(file or segments.default_path(settings().project_dir))
+
+
+@segments_app.command("check")
+def check_cmd(file: FileOpt = None) -> None:
+    """Check the segments file; errors name file:line:col."""
+    path = file or segments.default_path(settings().project_dir)
+    problems = segments.check_segments(path)
+    if problems:
+        raise SegmentError(problems, f"{path}: {len(problems)} problem(s)")
+    seg = segments.load_segments(path)
+    console.print(f"{path}: {len(seg.names)} segments, ok", markup=False)
+
+
+@segments_app.command("list")
+def list_cmd(file: FileOpt = None, json_: JsonOpt = False) -> None:
+    """Each segment: name, rule, and how many active members it would send to."""
+    seg = _segments(file)
+    with database() as db:
+        with db.session() as session:
+            rows = segments.segment_counts(session, seg)
+    if json_:
+        print_json(rows)
+        return
+    table = Table("segment", "rule", "members")
+    for row in rows:
+        table.add_row(escape(row["name"]), escape(row["rule"]), str(row["count"]))
+    console.print(table)
+
+
+@segments_app.command("show")
+def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
+                     limit: Annotated[int, typer.Option(help="Members to list.")] = 50,
+                     file: FileOpt = None, json_: JsonOpt = False) -> None:
+    """A segment's rule, member count and first members."""
+    seg = _segments(file)
+    with database() as db:
+        with db.session() as session:
+            count = segments.count_members(session, seg, name)
+            members = [subscribers.subscriber_record(s)
+                       for s in segments.segment_members(session, seg, name, limit)]
+    data = {"name": name, "rule": seg.summary(name), "count": count, "members": members}
+    if json_:
+        print_json(data)
+        return
+    console.print(f"{escape(name)}: {escape(data['rule'])} — {count} members")
+    table = Table("email", "name", "organisation", "region", "type")
+    for m in members:
+        full = " ".join(p for p in (m["first_name"], m["last_name"]) if p)
+        table.add_row(*(_shown(v) for v in (m["email"], full, m["organisation"], m["region"],
+                                            m["member_type"])))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the root app."""
+    app.add_typer(subscribers_app, name="subscribers")
+    app.add_typer(segments_app, name="segments")

@@ -1,0 +1,244 @@
+"""Freeze an edition's audience: one recipient row per member, batches of at most 1,000.
+
+Everything here is set-based (INSERT ... SELECT, UPDATE ... FROM): no per-member Python, so a
+1,000,000-member list freezes in seconds. Freezing is idempotent: a segment whose run exists is
+left as it is (a resumed send uses the audience frozen the first time).
+
+Each member gets at most one variant per edition: the caller passes each segment's *assigned*
+clause (its rule AND NOT any higher-priority rule), and (edition, subscriber_id) is unique, so a
+member already frozen for another segment of the edition is skipped, never sent twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    ColumnElement,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.db import Database
+from newsletter.errors import DeliveryError
+from newsletter.delivery.requests import MAX_PERSONALIZATIONS, VariantToSend
+from newsletter.models import (
+    Batch,
+    Recipient,
+    RunStatus,
+    SendRun,
+    Subscriber,
+    SubscriberStatus,
+)
+
+FIRST_NAME_FALLBACK = "colleague"  # "Dear -first_name-," → "Dear colleague,"
+EXCLUDED_STATUSES = tuple(s.value for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE)
+
+Assignment = tuple[str, ColumnElement[bool]]
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    segment: str
+    audience: int
+    excluded: dict[str, int] = field(default_factory=dict)
+    frozen: bool = False  # True when the audience was frozen by an earlier run
+
+
+@dataclass(frozen=True)
+class AudiencePlan:
+    """What a send will do, for the confirmation prompt."""
+
+    edition: str
+    segments: tuple[SegmentPlan, ...]
+
+    @property
+    def audience(self) -> int:
+        return sum(s.audience for s in self.segments)
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for s in self.segments:
+            for reason, n in s.excluded.items():
+                total[reason] = total.get(reason, 0) + n
+        return total
+
+
+def _clause_for(assignments: Sequence[Assignment], segment: str) -> ColumnElement[bool]:
+    for name, clause in assignments:
+        if name == segment:
+            return clause
+    raise DeliveryError(f"segment {segment!r} has no audience rule", hint="check subscribers/segments.yaml")
+
+
+def _excluded(session: Session, clause: ColumnElement[bool]) -> dict[str, int]:
+    rows = session.execute(
+        select(Subscriber.status, func.count())
+        .where(clause, Subscriber.status != SubscriberStatus.ACTIVE.value)
+        .group_by(Subscriber.status)
+    ).all()
+    counts = {status: 0 for status in EXCLUDED_STATUSES}
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+def _eligible(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    return clause & (Subscriber.status == SubscriberStatus.ACTIVE.value) & Subscriber.email.is_not(None)
+
+
+def plan_audience(
+    db: Database, edition: str, segments: Sequence[str], assignments: Sequence[Assignment]
+) -> AudiencePlan:
+    """Counts per segment (frozen runs report their frozen audience), without writing anything."""
+    plans = []
+    with db.session() as session:
+        for segment in segments:
+            run = session.scalar(select(SendRun).where(SendRun.edition == edition, SendRun.segment == segment))
+            if run is not None:
+                plans.append(SegmentPlan(segment, run.audience_count, dict(run.excluded), True))
+                continue
+            clause = _clause_for(assignments, segment)
+            count = session.scalar(select(func.count()).select_from(Subscriber).where(_eligible(clause)))
+            plans.append(SegmentPlan(segment, int(count or 0), _excluded(session, clause)))
+    return AudiencePlan(edition, tuple(plans))
+
+
+def _json_object(dialect: str, *pairs: object) -> ColumnElement[object]:
+    fn = func.json_build_object if dialect == "postgresql" else func.json_object
+    return fn(*pairs)  # type: ignore[no-any-return]
+
+
+def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str, clause: ColumnElement[bool], size: int) -> int:
+    """Batches for the eligible members, then every recipient with its batch in one INSERT ... SELECT
+    (batch = row number // size). Returns the number of recipients."""
+    expected = session.scalar(select(func.count()).select_from(Subscriber).where(_eligible(clause))) or 0
+    _add_batches(session, run_id, 0, expected, size)
+    first = func.coalesce(func.nullif(func.trim(Subscriber.first_name), ""), FIRST_NAME_FALLBACK)
+    full = func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, "")
+    # Recipient names may not contain ";" or "," (SendGrid limitation).
+    name = func.nullif(func.trim(func.replace(func.replace(full, ",", " "), ";", " ")), "")
+    ranked = select(
+        Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
+        _json_object(dialect, "first_name", first).label("subs"),
+        ((func.row_number().over(order_by=Subscriber.id) - 1) // size).label("seq"),
+    ).where(_eligible(clause)).subquery()
+    ids = list(session.scalars(select(Batch.id).where(Batch.run_id == run_id).order_by(Batch.seq)))
+    if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:])):
+        # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join).
+        # On PostgreSQL (READ COMMITTED) members who became eligible after the count can give a seq
+        # past the last batch: those get no batch here and are assigned as stragglers below.
+        batch_id = case((ranked.c.seq < len(ids), literal(ids[0]) + ranked.c.seq), else_=null())
+        source = select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name,
+                        ranked.c.subs, batch_id).where(text("1 = 1"))
+    else:
+        source = (
+            select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
+            .select_from(ranked.outerjoin(Batch, (Batch.run_id == run_id) & (Batch.seq == ranked.c.seq)))
+            .where(text("1 = 1"))  # SQLite: an INSERT ... SELECT with a join needs a WHERE before ON CONFLICT
+        )
+    columns = ["run_id", "edition", "subscriber_id", "email", "name", "substitutions", "batch_id"]
+    stmt_factory = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(stmt_factory(Recipient).from_select(columns, source).on_conflict_do_nothing())
+    count = session.scalar(select(func.count()).where(Recipient.run_id == run_id)) or 0
+    if session.scalar(select(func.count()).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))):
+        _assign_stragglers(session, run_id, size)  # members who became eligible between count and insert
+    if count != expected:  # some skipped (already frozen for another segment) or added: recount
+        session.execute(
+            update(Batch).where(Batch.run_id == run_id).values(recipient_count=select(func.count()).where(
+                Recipient.run_id == run_id, Recipient.batch_id == Batch.id).scalar_subquery()))
+        session.execute(delete(Batch).where(Batch.run_id == run_id, Batch.recipient_count == 0))
+    return count
+
+
+def _add_batches(session: Session, run_id: int, first_seq: int, count: int, size: int) -> None:
+    rows = [
+        {"run_id": run_id, "seq": first_seq + i, "recipient_count": min(size, count - i * size)}
+        for i in range((count + size - 1) // size)
+    ]
+    if rows:
+        session.execute(insert(Batch), rows)
+
+
+def _assign_stragglers(session: Session, run_id: int, size: int) -> None:
+    ids = list(session.scalars(select(Recipient.id).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))
+                               .order_by(Recipient.id)))
+    last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.run_id == run_id))
+    next_seq = 0 if last_seq is None else last_seq + 1
+    for i in range(0, len(ids), size):
+        chunk = ids[i:i + size]
+        _add_batches(session, run_id, next_seq, len(chunk), size)
+        batch_id = session.scalar(select(Batch.id).where(Batch.run_id == run_id, Batch.seq == next_seq))
+        session.execute(update(Recipient).where(Recipient.id.in_(chunk)).values(batch_id=batch_id))
+        next_seq += 1
+
+
+def _find_run(session: Session, edition: str, segment: str) -> SendRun | None:
+    return session.scalar(select(SendRun).where(SendRun.edition == edition, SendRun.segment == segment))
+
+
+def _check_same_build(run: SendRun, variant: VariantToSend) -> None:
+    if run.variant_sha256 != variant.sha256:
+        raise DeliveryError(
+            f"edition {variant.edition} segment {variant.segment} was frozen from a different build "
+            f"(run {run.id}); refusing to send other content to the rest of its audience",
+            hint="send from the build that started this run (build.json with the same hashes)",
+        )
+
+
+def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], size: int) -> int:
+    with db.session() as session:
+        existing = _find_run(session, edition, variant.segment)
+    if existing is None:
+        clause = _clause_for(assignments, variant.segment)
+        try:
+            with db.write_session() as session:
+                if _find_run(session, edition, variant.segment) is None:
+                    run = SendRun(
+                        edition=edition, segment=variant.segment, variant_sha256=variant.sha256,
+                        subject=variant.subject, status=RunStatus.FROZEN.value,
+                        excluded=_excluded(session, clause),
+                    )
+                    session.add(run)
+                    session.flush()
+                    run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, clause, size)
+        except IntegrityError:
+            pass  # another sender froze this segment at the same moment; use theirs
+        with db.session() as session:
+            existing = _find_run(session, edition, variant.segment)
+    assert existing is not None
+    _check_same_build(existing, variant)
+    return existing.id
+
+
+def freeze_audience(
+    db: Database,
+    edition: str,
+    variants: Sequence[VariantToSend],
+    assignments: Sequence[Assignment],
+    *,
+    batch_size: int = MAX_PERSONALIZATIONS,
+    workers: int = 1,
+) -> list[int]:
+    """Freeze each variant's audience (idempotent); returns the run ids, in variant order.
+
+    workers > 1 freezes segments in parallel transactions (PostgreSQL only; SQLite has one writer).
+    Only do that with *assigned* clauses, which are disjoint: with overlapping clauses the segment
+    frozen first would win, and priority order is only kept when freezing one by one."""
+    size = max(1, min(batch_size, MAX_PERSONALIZATIONS))
+    if workers > 1 and db.dialect == "postgresql" and len(variants) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda v: _freeze_one(db, edition, v, assignments, size), variants))
+    return [_freeze_one(db, edition, v, assignments, size) for v in variants]

@@ -1,0 +1,302 @@
+"""Send an edition: load the build, freeze the audience, deliver the batches, report.
+
+    send_edition(db, settings, build_dir, transport=make_transport(settings))
+
+Re-running is always safe: the audience is frozen once per (edition, segment); accepted batches
+are never sent again; pending and retryable ones go; uncertain ones (the request may have reached
+SendGrid) only with resend_uncertain=True.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+
+from newsletter.delivery.audience import (
+    AudiencePlan,
+    SegmentPlan,
+    freeze_audience,
+    plan_audience,
+)
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.errors import DeliveryError, InputError, NotFound
+from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
+from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
+from newsletter.delivery.batches import Sender, SendPolicy, now, prepare_runs
+from newsletter.delivery.tokens import token_secret
+from newsletter.delivery.transports import Transport, make_transport
+
+__all__ = [
+    "AudiencePlan",
+    "ProgressSink",
+    "RunReport",
+    "SegmentPlan",
+    "SendInterrupted",
+    "edition_started",
+    "list_runs",
+    "load_variants",
+    "make_transport",
+    "policy_from_settings",
+    "run_report",
+    "send_edition",
+    "what_is_left",
+]
+
+
+FREEZE_WORKERS = 2
+
+
+class ProgressSink(Protocol):
+    def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None: ...
+    def advance(self, recipients: int, batches: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: int | None
+    edition: str
+    segment: str
+    subject: str
+    status: str
+    transport: str | None
+    audience: int
+    excluded: dict[str, int]
+    batches: int = 0
+    batches_done: int = 0  # accepted, failed or uncertain
+    accepted: int = 0  # recipients, by batch state
+    failed: int = 0
+    failed_final: int = 0  # of failed: refused by the provider (4xx), not retried by sending again
+    uncertain: int = 0
+    pending: int = 0
+    in_flight: int = 0
+    sent_now: int = 0  # recipients accepted by this call
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)  # failed / uncertain batches, why
+
+    @property
+    def all_accepted(self) -> bool:
+        """Every batch of the run was accepted: nothing failed, uncertain or left to send."""
+        return self.batches > 0 and self.failed == self.uncertain == self.pending == self.in_flight == 0
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return round((self.finished_at - self.started_at).total_seconds(), 3)
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["problems"] = list(self.problems)
+        data["duration_seconds"] = self.duration_seconds
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+class SendInterrupted(DeliveryError):
+    """Ctrl-C: requests in flight were finished and recorded; `send` again resumes."""
+
+    def __init__(self, reports: list[RunReport]) -> None:
+        super().__init__("interrupted; run the same send again to resume", hint=None)
+        self.reports = reports
+
+
+def policy_from_settings(settings: Settings) -> SendPolicy:
+    return SendPolicy(
+        concurrency=settings.concurrency, max_requests_per_second=settings.max_requests_per_second,
+        max_retries=settings.max_retries, backoff_base=settings.retry_backoff_seconds,
+        backoff_max=settings.retry_backoff_max_seconds, lease_seconds=settings.request_timeout * 2 + 30,
+    )
+
+
+def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[VariantToSend]]:
+    """The edition id and its variants from build.json (load_build re-hashes every file and
+    refuses a build that failed a gate)."""
+    from newsletter.render.build import load_build
+
+    build = load_build(Path(build_dir))
+    return build.edition_id, [
+        VariantToSend(
+            edition=build.edition_id, segment=v.segment, subject=v.subject, html=v.html, text=v.text,
+            sha256=v.sha256, from_email=v.from_email or settings.from_email,
+            from_name=v.from_name or settings.from_name,
+        )
+        for v in build.variants
+    ]
+
+
+def _assignments(settings: Settings, segments: Sequence[str]) -> list[tuple[str, Any]]:
+    from newsletter.members.segments import load_segments
+
+    segment_set = load_segments(settings.path("subscribers/segments.yaml"))
+    missing = [s for s in segments if s not in segment_set]
+    if missing:
+        raise InputError(f"segment {missing[0]!r} is not defined in subscribers/segments.yaml")
+    return [(s, segment_set.assigned_clause(s)) for s in segments]
+
+
+def _report(db: Database, run: SendRun, sent_now: int = 0) -> RunReport:
+    with db.session() as session:
+        rows = session.execute(
+            select(Batch.status, func.count(), func.coalesce(func.sum(Batch.recipient_count), 0))
+            .where(Batch.run_id == run.id).group_by(Batch.status)
+        ).all()
+        failed_final = session.scalar(
+            select(func.coalesce(func.sum(Batch.recipient_count), 0)).where(
+                Batch.run_id == run.id, Batch.status == BatchStatus.FAILED.value,
+                Batch.response_status >= 400, Batch.response_status < 500, Batch.response_status != 429)
+        )
+        problems = session.execute(
+            select(Batch.seq, Batch.status, Batch.last_error).where(
+                Batch.run_id == run.id, Batch.status.in_([BatchStatus.FAILED.value, BatchStatus.UNCERTAIN.value])
+            ).order_by(Batch.seq).limit(20)
+        ).all()
+    by = {status: int(n) for status, _, n in rows}
+    return RunReport(
+        run.id, run.edition, run.segment, run.subject, run.status, run.transport, run.audience_count,
+        dict(run.excluded), sum(int(c) for _, c, _ in rows),
+        sum(int(c) for s, c, _ in rows if s in ("accepted", "failed", "uncertain")), by.get("accepted", 0), by.get("failed", 0),
+        int(failed_final or 0), by.get("uncertain", 0), by.get("pending", 0), by.get("in_flight", 0), sent_now, run.started_at,
+        run.finished_at, tuple(f"batch {seq}: {status}: {err}" for seq, status, err in problems),
+    )
+
+
+def _mark_runs(db: Database, run_ids: list[int], transport: str, *, starting: bool) -> None:
+    with db.write_session() as session:
+        for run in session.scalars(select(SendRun).where(SendRun.id.in_(run_ids))):
+            if starting:
+                run.started_at = run.started_at or now()
+                run.transport = transport
+                if run.status != RunStatus.FINISHED.value:
+                    run.finished_at = None  # a resumed run finishes anew
+                run.status = RunStatus.SENDING.value
+                continue
+            counts = dict(session.execute(
+                select(Batch.status, func.count()).where(Batch.run_id == run.id).group_by(Batch.status)).all())
+            if counts.get(BatchStatus.PENDING.value) or counts.get(BatchStatus.IN_FLIGHT.value):
+                continue
+            unsettled = counts.get(BatchStatus.FAILED.value, 0) + counts.get(BatchStatus.UNCERTAIN.value, 0)
+            run.status = (RunStatus.INCOMPLETE if unsettled else RunStatus.FINISHED).value
+            run.finished_at = run.finished_at or now()
+
+
+def send_edition(
+    db: Database, settings: Settings, build_dir: Path, *, segments: list[str] | None = None,
+    transport: Transport | None = None, resend_uncertain: bool = False, dry_run: bool = False,
+    confirm: Callable[[AudiencePlan], bool] | None = None, progress: ProgressSink | None = None,
+    policy: SendPolicy | None = None,
+) -> list[RunReport]:
+    """Freeze (once) and send the edition built in `build_dir`; see the module docstring."""
+    edition, variants = load_variants(Path(build_dir), settings)
+    if segments:
+        unknown = [s for s in segments if s not in {v.segment for v in variants}]
+        if unknown:
+            raise InputError(f"segment {unknown[0]!r} is not in build {build_dir} (edition {edition})")
+        variants = [v for v in variants if v.segment in segments]
+    assignments = _assignments(settings, [v.segment for v in variants])
+    plan = plan_audience(db, edition, [v.segment for v in variants], assignments)
+    if dry_run:
+        return [RunReport(None, edition, p.segment, v.subject, "dry-run", None, p.audience, p.excluded)
+                for p, v in zip(plan.segments, variants, strict=True)]
+    if confirm is not None and not confirm(plan):
+        return []
+    transport = transport or make_transport(settings)
+    # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
+    run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
+    policy = policy or policy_from_settings(settings)
+    prepare_runs(db, run_ids, policy, resend_uncertain)
+    options = MessageOptions(
+        public_base_url=settings.public_base_url, secret=token_secret(db, settings), reply_to=settings.reply_to,
+        sandbox=settings.sandbox_mode, click_tracking=settings.click_tracking, open_tracking=settings.open_tracking,
+    )
+    builders = {rid: MailBuilder(v, options) for rid, v in zip(run_ids, variants, strict=True)}
+    sent: dict[int, int] = {rid: 0 for rid in run_ids}
+
+    def on_batch(run_id: int, recipients: int, status: str) -> None:
+        if status == BatchStatus.ACCEPTED.value:
+            sent[run_id] += recipients
+        if progress is not None:
+            progress.advance(recipients, 1)
+
+    if progress is not None:
+        before = [_report(db, _run(db, rid)) for rid in run_ids]
+        progress.start(sum(r.audience for r in before), sum(r.batches for r in before),
+                       sum(r.accepted + r.failed + r.uncertain for r in before),
+                       sum(r.batches_done for r in before))
+    _mark_runs(db, run_ids, transport.name, starting=True)
+    sender = Sender(db, transport, builders, policy, on_batch)
+    try:
+        sender.run()
+    except KeyboardInterrupt:
+        _mark_runs(db, run_ids, transport.name, starting=False)
+        raise SendInterrupted([_report(db, _run(db, rid), sent[rid]) for rid in run_ids]) from None
+    _mark_runs(db, run_ids, transport.name, starting=False)
+    return [_report(db, _run(db, rid), sent[rid]) for rid in run_ids]
+
+
+def what_is_left(reports: Sequence[RunReport]) -> tuple[str, str] | None:
+    """(message, hint) saying what the runs still have not delivered; None when all was accepted."""
+    failed = sum(r.failed for r in reports)
+    final = sum(r.failed_final for r in reports)
+    uncertain = sum(r.uncertain for r in reports)
+    pending = sum(r.pending for r in reports)
+    if not (failed or uncertain or pending):
+        return None
+    editions = " ".join(sorted({r.edition for r in reports}))
+    parts, hints = [], []
+    if failed - final:
+        parts.append(f"{failed - final:,} failed")
+        hints.append("run the same send again to retry the failed batches")
+    if final:
+        parts.append(f"{final:,} refused by the provider")
+        hints.append("refused batches (HTTP 4xx) are not retried: fix the cause shown above and resend them")
+    if uncertain:
+        parts.append(f"{uncertain:,} uncertain")
+        hints.append(f"uncertain batches may already have reached SendGrid: see `newsletter sends show {editions}` "
+                     "and its activity feed, then send again with --resend-uncertain")
+    if pending:
+        parts.append(f"{pending:,} still pending")
+        hints.append("run the same send again to resume the pending batches")
+    total = failed + uncertain + pending
+    return f"not delivered to {total:,} recipients: {', '.join(parts)} (see the problems above)", "; ".join(hints)
+
+
+def _run(db: Database, run_id: int) -> SendRun:
+    with db.session() as session:
+        run = session.get(SendRun, run_id)
+    if run is None:
+        raise NotFound(f"no send run {run_id}")
+    return run
+
+
+def edition_started(db: Database, edition: str) -> bool:
+    """True when some segment of this edition has been frozen (a send started)."""
+    with db.session() as session:
+        return session.scalar(select(func.count()).where(SendRun.edition == edition)) != 0
+
+
+def list_runs(db: Database) -> list[RunReport]:
+    with db.session() as session:
+        runs = list(session.scalars(select(SendRun).order_by(SendRun.edition, SendRun.id)))
+    return [_report(db, run) for run in runs]
+
+
+def run_report(db: Database, run: int | str) -> list[RunReport]:
+    """One run by id, or every run of an edition by its id (e.g. "2026-12")."""
+    if isinstance(run, int) or str(run).isdigit():
+        with db.session() as session:
+            found = session.get(SendRun, int(run))
+        if found is not None:
+            return [_report(db, found)]
+    with db.session() as session:
+        runs = list(session.scalars(select(SendRun).where(SendRun.edition == str(run)).order_by(SendRun.id)))
+    if not runs:
+        raise NotFound(f"no send run or edition {run!r}", hint="see `newsletter sends list`")
+    return [_report(db, r) for r in runs]

@@ -1,0 +1,356 @@
+"""Streaming import of subscriber spreadsheets (CSV or XLSX) into the store.
+
+Rows are read one at a time and written in chunks (one transaction per chunk, one IN query to find
+the chunk's existing subscribers, bulk insert / update), so memory stays flat on big files.
+
+Rules (re-running the same file changes nothing):
+  * a new address is imported as active, with the import as its consent source;
+  * an address already stored gets the row's non-empty details; its status is NEVER changed, so an
+    unsubscribed, bounced or complained member stays suppressed;
+  * a later row with an address seen earlier in the file is a duplicate: it only fills in details
+    the earlier row left empty;
+  * an erased address (matched by its tombstone hash) is rejected, as is any row with a missing or
+    invalid address, an unknown region or a bad date. Rejects carry the file's row number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import String, any_, bindparam, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.db import Database
+from newsletter.errors import ImportFileError, InputError
+from newsletter.members.spreadsheets import SourceRow, open_rows
+from newsletter.models import (
+    AuditEntry,
+    ErasureTombstone,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.members.subscribers import (
+    SubscriberDetails,
+    escape_cell,
+    normalise_email,
+    open_output,
+    tombstone_hash,
+    tombstone_salt,
+)
+
+CHUNK_ROWS = 1000
+ERASED_REASON = ("address was erased at the member's request (GDPR); it is suppressed and "
+                 "cannot be imported")
+_COMPARED = (Subscriber.id, Subscriber.email_key, Subscriber.first_name, Subscriber.last_name,
+             Subscriber.organisation, Subscriber.region, Subscriber.member_type, Subscriber.attributes,
+             Subscriber.joined_at)
+KEPT_REJECTS = 1000  # rejects kept in memory for display; all go to the report file
+KEPT_WARNINGS = 1000
+ProgressFn = Callable[[int, int], None]  # (bytes or rows done, total)
+
+
+class _DryRunRollback(Exception):
+    """Raised at the end of a dry-run chunk so its transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    row: int
+    reason: str
+    email: str
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        return {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
+                "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    row: int
+    email: str
+    key: str
+    details: SubscriberDetails
+    joined_at: datetime | None
+    consent_version: str | None
+
+
+def parse_date(text: str) -> datetime:
+    """ISO dates / datetimes, or UK day-first dates (31/01/2024), as UTC."""
+    text = text.strip()
+    for parse in (datetime.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y")):
+        try:
+            value = parse(text)
+        except ValueError:
+            continue
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    raise ValueError(f"bad date {text!r} (use 2024-01-31 or 31/01/2024)")
+
+
+def _parse(row: SourceRow) -> _Parsed:
+    values = row.values
+    if "__error__" in values:
+        raise ValueError(values["__error__"])
+    address = normalise_email(values.get("email"))
+    first, last = values.get("first_name"), values.get("last_name")
+    if not first and not last and values.get("name"):
+        first, _, last = values["name"].strip().partition(" ")
+    details = SubscriberDetails(
+        first_name=first, last_name=last, organisation=values.get("organisation"),
+        region=values.get("region"), member_type=values.get("member_type"),
+        attributes=dict(row.attributes),
+    ).checked()
+    joined = parse_date(values["joined_at"]) if values.get("joined_at", "").strip() else None
+    version = (values.get("consent_version") or "").strip() or None
+    return _Parsed(row.number, address.email, address.key, details, joined, version)
+
+
+def _fill_blanks(first: SubscriberDetails, later: SubscriberDetails) -> SubscriberDetails:
+    """`first`, with details only `later` has (a later duplicate row never overrides)."""
+    filled = {n: getattr(first, n) if getattr(first, n) is not None else getattr(later, n)
+              for n in ("first_name", "last_name", "organisation", "region", "member_type")}
+    return replace(first, attributes={**later.attributes, **first.attributes}, **filled)
+
+
+class _Importer:
+    def __init__(self, db: Database, source: str, dry_run: bool, report: IO[str] | None,
+                 header: list[str]) -> None:
+        self.db, self.source, self.dry_run = db, source, dry_run
+        self.result = ImportResult(dry_run=dry_run)
+        self.analyzed_at = 0
+        self.pending_rejects: list[SourceRow] = []
+        self.warnings_given = 0
+        self.seen: set[int] = set()  # hashes of keys already in this file (duplicates across chunks)
+        self.report = csv.writer(report, lineterminator="\r\n") if report else None
+        if self.report:
+            self.report.writerow(["row", "reason", *header])
+
+    def reject(self, row: SourceRow, reason: str) -> None:
+        self.result.rejected += 1
+        if len(self.result.rejects) < KEPT_REJECTS:
+            self.result.rejects.append(Reject(row.number, reason, row.values.get("email", "")))
+        if self.report:
+            self.report.writerow([row.number, reason, *(escape_cell(c) for c in row.raw)])
+
+    def warn(self, message: str) -> None:
+        self.warnings_given += 1
+        if self.warnings_given <= KEPT_WARNINGS:
+            self.result.warnings.append(message)
+        elif self.warnings_given == KEPT_WARNINGS + 1:
+            self.result.warnings.append(f"… more warnings not listed (only the first {KEPT_WARNINGS})")
+
+    def chunk(self, rows: list[SourceRow]) -> None:
+        merged: dict[str, _Parsed] = {}
+        for row in rows:
+            if row.cleaned:
+                self.warn(f"row {row.number}: removed control characters from {', '.join(row.cleaned)}")
+            try:
+                parsed = _parse(row)
+            except (InputError, ValueError) as exc:
+                self.reject(row, getattr(exc, "message", None) or str(exc))
+                continue
+            earlier = merged.get(parsed.key)
+            token = hash(parsed.key)
+            if earlier is None and token not in self.seen:
+                merged[parsed.key] = parsed
+                self.seen.add(token)
+            else:
+                self.result.duplicates += 1
+                if earlier is not None:
+                    merged[parsed.key] = replace(earlier, details=_fill_blanks(earlier.details,
+                                                                              parsed.details))
+                else:  # seen in an earlier chunk: fill blanks of what that chunk stored
+                    merged[parsed.key] = replace(parsed, row=-parsed.row)
+        if merged:
+            self.write_chunk(list(merged.values()), {r.number: r for r in rows})
+
+    def write(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
+        with self.db.write_session() as session:
+            self._refresh_statistics(session)
+            salt = tombstone_salt(session)
+            hashes = {tombstone_hash(salt, p.key): p for p in items}
+            erased = set(session.scalars(select(ErasureTombstone.email_hash)
+                                         .where(self._one_of(ErasureTombstone.email_hash, list(hashes)))))
+            existing = {s.email_key: s for s in session.execute(
+                select(*_COMPARED).where(self._one_of(Subscriber.email_key, [p.key for p in items])))}
+            erased_rows: list[SourceRow] = []
+            self.pending_rejects = erased_rows  # reported once the chunk's transaction is done
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            now = utcnow()
+            for digest, item in hashes.items():
+                duplicate_only = item.row < 0
+                if digest in erased:
+                    if not duplicate_only:
+                        erased_rows.append(rows[item.row])
+                    continue
+                sub = existing.get(item.key)
+                if sub is None:
+                    if duplicate_only:
+                        continue  # dry run: the earlier chunk's insert was rolled back
+                    inserts.append(self._new_row(item, now))
+                    continue
+                details = _fill_blanks(self._stored(sub), item.details) if duplicate_only else item.details
+                changes = details.changes(sub)
+                if item.joined_at and not duplicate_only and sub.joined_at != item.joined_at:
+                    changes["joined_at"] = item.joined_at
+                if changes:
+                    updates.append({"id": sub.id, "updated_at": now, **changes})
+                if not duplicate_only:
+                    if changes:
+                        self.result.updated += 1
+                    else:
+                        self.result.unchanged += 1
+            if inserts:  # Core executemany: no ORM objects for bulk rows
+                _bulk_insert(session, self.db.dialect, inserts)
+                # one audit row per new member, written by the database in one statement
+                session.execute(insert(AuditEntry.__table__).from_select(
+                    ["at", "subscriber_id", "actor", "action", "new_status", "reason"],
+                    select(literal(now, AuditEntry.at.type), Subscriber.id, literal(self.source),
+                           literal("create"), literal(SubscriberStatus.ACTIVE.value),
+                           literal("imported"))
+                    .where(self._one_of(Subscriber.email_key, [r["email_key"] for r in inserts]))))
+                self.result.imported += len(inserts)
+            for group in _same_keys(updates):
+                session.execute(update(Subscriber), group)
+            if self.dry_run:
+                raise _DryRunRollback
+
+    def write_chunk(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
+        for attempt in (1, 2):
+            saved = (replace(self.result, rejects=list(self.result.rejects)), self.analyzed_at)
+            self.pending_rejects = []
+            try:
+                self.write(items, rows)
+            except _DryRunRollback:
+                pass
+            except IntegrityError:
+                # Another import added one of these addresses after our lookup (PostgreSQL, read
+                # committed). The chunk rolled back; once more, those rows are found as existing.
+                self.result, self.analyzed_at = saved
+                if attempt == 2:
+                    raise
+                continue
+            for row in self.pending_rejects:
+                self.reject(row, ERASED_REASON)
+            return
+
+    def _one_of(self, column: Any, values: list[str]) -> Any:
+        """`column IN (...)`; on PostgreSQL `= ANY(array)`: one parameter instead of 1,000
+        (the driver and SQLAlchemy otherwise re-render and re-parse a 1,000-placeholder query)."""
+        if self.db.dialect == "postgresql":
+            return column == any_(bindparam(None, values, type_=ARRAY(String)))
+        return column.in_(values)
+
+    def _refresh_statistics(self, session: Session) -> None:
+        """PostgreSQL plans from table statistics; while a big import grows a table faster than
+        autovacuum re-analyses it, the per-chunk key lookups would turn into full scans
+        (quadratic). Re-analyse each time the import has doubled what it inserted."""
+        done = self.result.imported
+        if self.db.dialect == "postgresql" and done >= max(CHUNK_ROWS, 2 * self.analyzed_at):
+            session.execute(text("ANALYZE subscribers"))
+            self.analyzed_at = done
+
+    @staticmethod
+    def _stored(sub: Any) -> SubscriberDetails:
+        return SubscriberDetails(sub.first_name, sub.last_name, sub.organisation, sub.region,
+                                 sub.member_type, {})
+
+    def _new_row(self, item: _Parsed, now: datetime) -> dict[str, Any]:
+        d = item.details
+        return {
+            "email": item.email, "email_key": item.key, "first_name": d.first_name,
+            "last_name": d.last_name, "organisation": d.organisation, "region": d.region,
+            "member_type": d.member_type, "attributes": dict(d.attributes),
+            "status": SubscriberStatus.ACTIVE, "consent_source": self.source, "consent_at": now,
+            "consent_version": item.consent_version, "joined_at": item.joined_at or now,
+            "created_at": now, "updated_at": now,
+        }
+
+
+def _bulk_insert(session: Session, dialect: str, rows: list[dict[str, Any]]) -> None:
+    """Insert new subscribers in the chunk's transaction: COPY on PostgreSQL (psycopg sends an
+    executemany as one statement per row), executemany on SQLite (a C loop)."""
+    if dialect != "postgresql":
+        session.execute(insert(Subscriber.__table__), rows)
+        return
+    columns = list(rows[0])
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY subscribers ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c == "attributes" else row[c] for c in columns])
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Group update parameter sets by their columns (executemany needs one shape per call)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    yield from groups.values()
+
+
+def import_file(db: Database, path: Path, *, source: str | None = None,
+                mapping: dict[str, str] | None = None, dry_run: bool = False,
+                report_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
+                progress: ProgressFn | None = None) -> ImportResult:
+    """Import a CSV / XLSX file of subscribers. Raises ImportFileError when the file cannot be read
+    at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
+    actor = f"import:{source or path.name}"
+    with open_rows(path, mapping or {}) as reader:
+        report = open_output(report_path, "utf-8-sig") if report_path else None
+        try:
+            importer = _Importer(db, actor, dry_run, report, reader.header)
+            importer.result.warnings.extend(reader.warnings)
+            batch: list[SourceRow] = []
+            try:
+                for row in reader.rows():
+                    batch.append(row)
+                    if len(batch) >= chunk_rows:
+                        importer.chunk(batch)
+                        batch = []
+                        if progress:
+                            progress(reader.position(), reader.size)
+            except ImportFileError:  # the file breaks off: keep the rows read before the bad one
+                if batch:
+                    importer.chunk(batch)
+                raise
+            if batch:
+                importer.chunk(batch)
+            if progress:
+                progress(reader.size, reader.size)
+        finally:
+            if report:
+                report.close()
+    importer.result.rejects.sort(key=lambda r: r.row)
+    return importer.result
+
+
+def import_sample(db: Database, project_dir: Path) -> tuple[ImportResult, list[dict[str, Any]]]:
+    """For `newsletter demo`: import subscribers/sample.csv (idempotent) and count every segment
+    of subscribers/segments.yaml. Returns (import result, segments.segment_counts rows)."""
+    from newsletter.members.segments import default_path, load_segments, segment_counts
+
+    result = import_file(db, project_dir / "subscribers" / "sample.csv", source="sample")
+    segment_set = load_segments(default_path(project_dir))
+    with db.session() as session:
+        return result, segment_counts(session, segment_set)

@@ -1,0 +1,88 @@
+"""GDPR requests: erasure (right to be forgotten) and access (everything held, as JSON).
+
+Erasure deletes the personal data in place and keeps:
+  * the subscriber row's id with status "erased" (so counts and audit references stay whole),
+  * a salted SHA-256 hash of the address in `erasure_tombstones` (salt: once per database, in `meta`),
+    so the address stays suppressed and an import of it is refused,
+  * an audit row saying when and who erased, without the address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from newsletter.errors import NotFound
+from newsletter.models import ErasureTombstone, Recipient, Subscriber, SubscriberStatus
+from newsletter.members.subscribers import (
+    audit,
+    audit_records,
+    is_erased,
+    normalise_email,
+    subscriber_record,
+    tombstone_hash,
+    tombstone_salt,
+)
+
+PERSONAL_COLUMNS = ("email", "email_key", "first_name", "last_name", "organisation", "region",
+                    "member_type", "consent_source", "consent_at", "consent_version")
+
+
+def erase(session: Session, email: str, *, actor: str = "cli",
+          reason: str = "GDPR erasure request") -> int:
+    """Erase one subscriber's personal data; returns the (anonymous) subscriber id.
+    Erasing an already-erased address is a no-op that still succeeds."""
+    address = normalise_email(email)
+    sub = session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
+    digest = tombstone_hash(tombstone_salt(session), address.key)
+    if sub is None:
+        if session.get(ErasureTombstone, digest) is not None:
+            return -1
+        raise NotFound(f"no subscriber {address.email}")
+    if session.get(ErasureTombstone, digest) is None:
+        session.add(ErasureTombstone(email_hash=digest))
+    old_status = sub.status
+    for column in PERSONAL_COLUMNS:
+        setattr(sub, column, None)
+    sub.attributes = {}
+    sub.status = SubscriberStatus.ERASED
+    # Frozen audiences of past or pending sends hold a copy of the address and name.
+    session.execute(
+        update(Recipient).where(Recipient.subscriber_id == sub.id)
+        .values(email="", name=None, substitutions={})
+    )
+    audit(session, sub.id, actor, "erase", old=old_status, new=SubscriberStatus.ERASED, reason=reason)
+    session.flush()
+    return sub.id
+
+
+def access(session: Session, email: str) -> dict[str, Any]:
+    """Everything held about an address: the subscriber record (consent included), its audit trail,
+    and the editions it was part of. For an erased address: only that it is suppressed."""
+    address = normalise_email(email)
+    sub = session.scalar(select(Subscriber).where(Subscriber.email_key == address.key))
+    if sub is None:
+        if is_erased(session, address.key):
+            return {
+                "requested": address.email,
+                "found": False,
+                "erased": True,
+                "note": "personal data was erased; only a salted hash of the address is kept so it "
+                "is never mailed or imported again",
+            }
+        raise NotFound(f"no subscriber {address.email}")
+    sends = session.execute(
+        select(Recipient.edition, Recipient.email, Recipient.name)
+        .where(Recipient.subscriber_id == sub.id).order_by(Recipient.id)
+    )
+    return {
+        "requested": address.email,
+        "found": True,
+        "erased": False,
+        "subscriber": subscriber_record(sub),
+        "audit": audit_records(session, sub.id),
+        "deliveries": [{"edition": e, "email": m, "name": n} for e, m, n in sends],
+    }
+

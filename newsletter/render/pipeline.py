@@ -1,0 +1,287 @@
+"""Rendering one variant: Jinja2 → MJML → HTML (mjml-python/MRML) → inlined CSS (premailer) → text.
+
+Each stage is a pure function of its input, so the same edition, template and settings always give
+byte-identical HTML and text. A variant is rendered once; per-recipient values stay as tokens
+(`-first_name-`, `-email-`, `-unsubscribe_url-`, `-preferences_url-`) for send-time substitution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import mjml
+import yaml
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.render.placeholders import HTML_TOKENS, TEXT_TOKENS, text_tokens_for
+from newsletter.render.plaintext import html_to_text
+from newsletter.regions import region_name
+
+if TYPE_CHECKING:
+    from newsletter.content.articles import Article
+    from newsletter.content.manifest import Edition, VariantSpec
+
+ENTRY = "email.mjml.j2"
+TEXT_ENTRY = "text.j2"
+METADATA = "template.yaml"
+DEFAULT_THEME = {
+    "font": "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif",
+}
+ABSOLUTE_LINK = re.compile(r"^(https?://[^\s/?#]+|mailto:[^\s]+)", re.I)
+DOCTYPE = "<!doctype html>"
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Milliseconds spent in each stage (reported by the benchmark; never written to output)."""
+
+    jinja: float = 0.0
+    mjml: float = 0.0
+    inline: float = 0.0
+    text: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.jinja + self.mjml + self.inline + self.text
+
+    def __add__(self, other: StageTimings) -> StageTimings:
+        return StageTimings(self.jinja + other.jinja, self.mjml + other.mjml,
+                            self.inline + other.inline, self.text + other.text)
+
+
+@dataclass(frozen=True)
+class RenderedVariant:
+    segment: str
+    html: str
+    text: str
+    timings: StageTimings = field(default_factory=StageTimings, compare=False)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template directory: `email.mjml.j2` (required), `text.j2` and `template.yaml` (optional)."""
+
+    name: str
+    directory: Path
+    environment: jinja2.Environment = field(compare=False, repr=False)
+    theme: dict[str, str] = field(compare=False, repr=False)
+    has_text_template: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return template_sha256(self.directory)
+
+
+def template_sha256(directory: Path) -> str:
+    """sha256 over every file of a template directory (relative path and bytes, sorted)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def template_dir(settings: Settings, name: str) -> Path:
+    return settings.project_dir / "templates" / name
+
+
+_loaded: dict[tuple[str, str], Template] = {}
+
+
+def load_template(settings: Settings, name: str) -> Template:
+    """The template `templates/<name>/`; InputError naming the path when it is missing or broken.
+    Compiled templates are reused while the directory's files are unchanged (keyed by content)."""
+    directory = template_dir(settings, name)
+    entry = directory / ENTRY
+    if not entry.is_file():
+        raise InputError(
+            f"template {name!r} not found: {entry} does not exist",
+            hint=f"create {entry} or set `template:` in the manifest to a folder under "
+            f"{settings.project_dir / 'templates'}",
+        )
+    key = (str(directory.resolve()), template_sha256(directory))
+    if key not in _loaded:
+        if len(_loaded) > 32:
+            _loaded.clear()
+        _loaded[key] = _compile_template(name, directory)
+    return _loaded[key]
+
+
+def _compile_template(name: str, directory: Path) -> Template:
+    theme = dict(DEFAULT_THEME)
+    meta_path = directory / METADATA
+    if meta_path.is_file():
+        try:
+            meta = yaml.safe_load(meta_path.read_text("utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{meta_path}: invalid YAML: {exc}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("theme", {}), dict):
+            raise InputError(f"{meta_path}: expected a mapping with an optional `theme:` mapping")
+        theme.update({str(k): str(v) for k, v in (meta.get("theme") or {}).items()})
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("j2", "mjml", "html"), disabled_extensions=("txt",),
+            default_for_string=True, default=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return Template(name, directory, env, theme, (directory / TEXT_ENTRY).is_file())
+
+
+# --- context -------------------------------------------------------------------------------
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# Only absolute http(s) and mailto links become links; anything else stays as plain text.
+_markdown.validateLink = lambda url: bool(ABSOLUTE_LINK.match(url.strip()))  # type: ignore[method-assign]
+
+
+def markdown_to_html(text: str) -> Markup:
+    """Markdown (raw HTML disabled: it is shown as text) → safe HTML."""
+    return Markup(_markdown.render(text or ""))
+
+
+def _date(value: Any) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def article_view(article: Article) -> dict[str, Any]:
+    return {
+        "slug": article.slug,
+        "title": article.title,
+        "url": article.url,
+        "author": article.author,
+        "author_role": article.author_role,
+        "date": _date(article.published),
+        "date_iso": article.published.date().isoformat(),
+        "summary": article.summary,
+        "image": article.image,
+        "image_alt": article.image_alt,
+        "tags": list(article.tags),
+        "regions": list(article.regions),
+    }
+
+
+def template_settings(settings: Settings) -> dict[str, str]:
+    """The settings a template may use (also part of the inputs fingerprint). No secrets."""
+    return {
+        "name": settings.organisation,
+        "postal_address": settings.postal_address,
+        "website": settings.website,
+        "public_base_url": settings.public_base_url,
+        "from_name": settings.from_name,
+        "from_email": settings.from_email,
+        "reply_to": settings.reply_to or "",
+    }
+
+
+def template_context(
+    edition: Edition, variant: VariantSpec, settings: Settings, theme: dict[str, str] | None = None
+) -> dict[str, Any]:
+    regional = [a for a in variant.articles if variant.region and variant.region in a.regions]
+    regional_slugs = {a.slug for a in regional}
+    others = [a for a in variant.articles if a.slug not in regional_slugs]
+    return {
+        "edition": {"id": edition.id, "title": edition.title},
+        "variant": {
+            "segment": variant.segment,
+            "subject": variant.subject,
+            "preheader": variant.preheader,
+            "region": variant.region,
+            "region_name": region_name(variant.region) if variant.region else None,
+        },
+        "intro_html": markdown_to_html(variant.intro_markdown),
+        "intro_markdown": variant.intro_markdown,
+        "featured": article_view(variant.featured) if variant.featured else None,
+        "articles": [article_view(a) for a in others],
+        "regional_articles": [article_view(a) for a in regional],
+        "all_articles": [article_view(a) for a in variant.articles],
+        "org": template_settings(settings),
+        "tokens": dict(HTML_TOKENS),
+        "theme": dict(theme or DEFAULT_THEME),
+    }
+
+
+# --- stages --------------------------------------------------------------------------------
+
+
+def render_mjml(template: Template, context: dict[str, Any]) -> str:
+    try:
+        return template.environment.get_template(ENTRY).render(context)
+    except jinja2.TemplateError as exc:
+        where = f"{getattr(exc, 'filename', None) or template.directory / ENTRY}"
+        line = getattr(exc, "lineno", None)
+        raise InputError(f"{where}{f':{line}' if line else ''}: template error: {exc}") from None
+
+
+def mjml_to_html(source: str) -> str:
+    """MJML → HTML with no web-font imports (system fonts only; no third-party requests)."""
+    try:
+        return mjml.mjml2html(source, disable_comments=True, fonts={})
+    except Exception as exc:  # MRML raises a plain exception with the parser's message
+        raise InputError(f"MJML error: {exc}", hint="check the template's MJML markup") from None
+
+
+def inline_css(html: str) -> str:
+    """Inline CSS for clients that ignore <style>, keeping <style> for media queries/dark mode."""
+    from premailer import (
+        Premailer,  # imported lazily: premailer pulls in cssutils (slow import)
+    )
+
+    transformed = Premailer(
+        html,
+        keep_style_tags=True,  # media queries and dark mode stay in <style>
+        strip_important=False,  # the !important inside @media must survive
+        disable_basic_attributes=["width", "height"],  # never rewrite <img width="552"> to 100%
+        allow_network=False,  # never fetch external CSS; builds are offline and deterministic
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        remove_classes=False,
+        exclude_pseudoclasses=True,
+        cache_css_parsing=True,
+    ).transform()
+    if not transformed.lstrip().lower().startswith("<!doctype"):
+        transformed = DOCTYPE + "\n" + transformed
+    return transformed
+
+
+def render_text(template: Template, context: dict[str, Any], html: str) -> str:
+    if template.has_text_template:
+        text_env = template.environment.overlay(autoescape=False)
+        try:
+            text = text_env.get_template(TEXT_ENTRY).render({**context, "tokens": dict(TEXT_TOKENS)})
+        except jinja2.TemplateError as exc:
+            raise InputError(f"{template.directory / TEXT_ENTRY}: template error: {exc}") from None
+        return text.strip() + "\n"
+    return text_tokens_for(html_to_text(html))
+
+
+def render_variant(
+    template: Template, edition: Edition, variant: VariantSpec, settings: Settings
+) -> RenderedVariant:
+    """Render one variant's HTML and text. Deterministic: no clocks, no randomness, no network."""
+    context = template_context(edition, variant, settings, template.theme)
+    t0 = time.perf_counter()
+    source = render_mjml(template, context)
+    t1 = time.perf_counter()
+    raw_html = mjml_to_html(source)
+    t2 = time.perf_counter()
+    html = inline_css(raw_html)
+    t3 = time.perf_counter()
+    text = render_text(template, context, html)
+    t4 = time.perf_counter()
+    timings = StageTimings(*(1000 * d for d in (t1 - t0, t2 - t1, t3 - t2, t4 - t3)))
+    return RenderedVariant(variant.segment, html, text, timings)

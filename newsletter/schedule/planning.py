@@ -1,0 +1,362 @@
+"""Scheduling editions: freeze the approved build, record one ScheduledSend per segment, and
+register one APScheduler job per segment (id `EDITION:SEGMENT`) in the database job store.
+
+The `scheduled_sends` rows are the truth (state, time, frozen build and its hashes); the
+APScheduler jobs are the alarm clock. The daemon (newsletter.schedule.daemon) re-creates any job
+that is missing, so a failure between the two writes loses nothing.
+
+States: scheduled → sending → sent | failed; scheduled → missed | stale | cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.errors import NotFound, ScheduleError
+from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
+from newsletter.schedule.jobs import JobRegistry, job_id
+
+if TYPE_CHECKING:
+    from newsletter.render.build import BuildInfo
+    from newsletter.content.manifest import VariantSpec
+from newsletter.content.send_times import (
+    SendWindow,
+    describe,
+    parse_send_time,
+    require_future,
+    zone,
+)
+
+log = logging.getLogger("newsletter.schedule.planning")
+
+S = ScheduleState
+# States from which `schedule` (again) and `move` may put a send back on the clock.
+REARMABLE = (S.SCHEDULED, S.MISSED, S.CANCELLED, S.FAILED, S.STALE)
+MOVABLE = (S.SCHEDULED, S.MISSED, S.CANCELLED, S.FAILED)
+CANCELLABLE = (S.SCHEDULED, S.MISSED, S.STALE, S.FAILED)
+
+
+@dataclass(frozen=True)
+class ScheduledSendInfo:
+    edition: str
+    segment: str
+    state: str
+    send_at: datetime  # UTC
+    zone: str
+    build_dir: Path
+    manifest_path: Path
+    variant_sha256: str
+    fingerprint: str
+    window: str | None
+    note: str | None
+    audience: int | None = None
+
+    @property
+    def job_id(self) -> str:
+        return job_id(self.edition, self.segment)
+
+    @property
+    def local_time(self) -> str:
+        return describe(self.send_at, self.zone)
+
+    def to_json(self) -> dict[str, Any]:
+        local = self.send_at.astimezone(zone(self.zone))
+        return {
+            "edition": self.edition, "segment": self.segment, "state": self.state,
+            "send_at_utc": self.send_at.isoformat(), "send_at_local": local.isoformat(),
+            "zone": self.zone, "window": self.window, "audience": self.audience,
+            "note": self.note, "build_dir": str(self.build_dir),
+            "variant_sha256": self.variant_sha256, "fingerprint": self.fingerprint,
+        }
+
+
+def info_of(row: ScheduledSend, audience: int | None = None) -> ScheduledSendInfo:
+    return ScheduledSendInfo(
+        edition=row.edition, segment=row.segment, state=row.state, send_at=row.send_at,
+        zone=row.zone, build_dir=Path(row.build_dir), manifest_path=Path(row.manifest_path),
+        variant_sha256=row.variant_sha256, fingerprint=row.fingerprint, window=row.send_window,
+        note=row.note, audience=audience,
+    )
+
+
+# ------------------------------------------------------------------ schedule
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    segment: str
+    send_at: datetime
+    zone: str
+    window: SendWindow | None = None
+
+
+def plan_sends(
+    variants: Sequence[VariantSpec], *, segments: Sequence[str] | None, at: str | datetime | None,
+    window: SendWindow | None, now: datetime,
+) -> list[PlannedSend]:
+    """When each chosen segment goes out (variants: manifest VariantSpecs, in manifest order)."""
+    by_name = {v.segment: v for v in variants}
+    chosen = list(dict.fromkeys(segments)) if segments else list(by_name)
+    unknown = [s for s in chosen if s not in by_name]
+    if unknown:
+        raise NotFound(
+            f"segment(s) not in this edition: {', '.join(unknown)}",
+            hint=f"the edition's segments are: {', '.join(by_name)}",
+        )
+    plans = []
+    for name in chosen:
+        variant = by_name[name]
+        when = parse_send_time(at, variant.zone) if at is not None else variant.send_at
+        if when is None:
+            raise ScheduleError(
+                f"segment {name!r} has no send time",
+                hint="add send_at to the manifest (or the segment), or give --at",
+            )
+        when = when.astimezone(UTC)
+        require_future(when, variant.zone, now)
+        allowed = window or (SendWindow.parse(variant.window) if variant.window else None)
+        if allowed and not allowed.contains(when, variant.zone):
+            raise ScheduleError(
+                f"segment {name!r} would go out at {describe(when, variant.zone)}, "
+                f"outside its send window {allowed}",
+                hint="choose a time inside the window with --at",
+            )
+        plans.append(PlannedSend(name, when, variant.zone, allowed))
+    return plans
+
+
+def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[BuildInfo, str]:
+    """Build the edition into build/scheduled/<edition>/<fingerprint>/ (never changed once
+    written; same inputs reuse it). Returns (the checked build, inputs fingerprint)."""
+    from newsletter.render.build import build_edition, inputs_fingerprint, load_build
+
+    fingerprint = inputs_fingerprint(manifest_path, settings)
+    root = settings.project_dir / "build" / "scheduled" / edition_id
+    target = root / fingerprint[:16]
+    if target.is_dir():
+        try:
+            return load_build(target), fingerprint
+        except Exception:
+            log.warning("frozen build %s is damaged; rebuilding it", target)
+            shutil.rmtree(target)
+    scratch = root / f".building-{uuid.uuid4().hex[:8]}"
+    try:
+        build_edition(manifest_path, settings, out_dir=scratch)
+        if inputs_fingerprint(manifest_path, settings) != fingerprint:
+            raise ScheduleError(
+                f"{manifest_path} or its articles changed while building",
+                hint="schedule again once editing has finished",
+            )
+        try:
+            scratch.rename(target)
+        except OSError:  # another process froze the same inputs first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return load_build(target), fingerprint
+
+
+def schedule_edition(
+    db: Database, settings: Settings, manifest_path: Path, *, segments: Sequence[str] | None = None,
+    at: str | datetime | None = None, window: str | None = None, now: datetime | None = None,
+) -> list[ScheduledSendInfo]:
+    """Validate, build and gate the edition, freeze the build, and put each segment on the clock.
+    Scheduling again replaces earlier rows and jobs (unless sending or sent)."""
+    from newsletter.content.manifest import load_manifest
+
+    now = now or datetime.now(UTC)
+    manifest_path = Path(manifest_path).resolve()
+    edition = load_manifest(manifest_path, settings)
+    send_window = SendWindow.parse(window) if window else None
+    plans = plan_sends(edition.variants, segments=segments, at=at, window=send_window, now=now)
+    with db.session() as session:
+        done = session.scalars(
+            select(ScheduledSend).where(
+                ScheduledSend.edition == edition.id,
+                ScheduledSend.segment.in_([p.segment for p in plans]),
+                ScheduledSend.state.in_([S.SENDING, S.SENT]),
+            )
+        ).all()
+        if done:
+            names = ", ".join(f"{r.segment} ({r.state})" for r in done)
+            raise ScheduleError(
+                f"edition {edition.id} is already sending or sent to: {names}",
+                hint="an edition goes to each segment once; leave out those segments with --segment",
+            )
+        # A segment sent (or being sent) directly with `newsletter send` has a send run already.
+        sent = session.scalars(
+            select(SendRun.segment).where(
+                SendRun.edition == edition.id, SendRun.segment.in_([p.segment for p in plans])
+            ).order_by(SendRun.segment)
+        ).all()
+        if sent:
+            raise ScheduleError(
+                f"edition {edition.id} is already being sent or sent by `newsletter send`: "
+                f"{', '.join(sent)}",
+                hint="an edition goes to each segment once; see `newsletter sends show "
+                f"{edition.id}`, and leave out those segments with --segment",
+            )
+    build, fingerprint = freeze_build(manifest_path, settings, edition.id)
+    build_dir, hashes = build.out_dir, {v.segment: v.sha256 for v in build.variants}
+    with db.write_session() as session:
+        for plan in plans:
+            values = dict(
+                manifest_path=str(manifest_path), build_dir=str(build_dir), send_at=plan.send_at,
+                zone=plan.zone, fingerprint=fingerprint, variant_sha256=hashes[plan.segment],
+                state=S.SCHEDULED, note=None, send_window=str(plan.window) if plan.window else None,
+                owner=None, heartbeat_at=None,
+            )
+            row = session.scalar(
+                select(ScheduledSend)
+                .where(ScheduledSend.edition == edition.id, ScheduledSend.segment == plan.segment)
+                .with_for_update()
+            )
+            if row is None:
+                session.add(ScheduledSend(edition=edition.id, segment=plan.segment, **values))
+            elif row.state in REARMABLE:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            else:
+                raise ScheduleError(f"{edition.id}:{plan.segment} is {row.state}; not rescheduled")
+    registry = JobRegistry(db)
+    for plan in plans:
+        registry.put(edition.id, plan.segment, plan.send_at)
+    for plan in plans:
+        log.info("scheduled %s:%s for %s", edition.id, plan.segment, describe(plan.send_at, plan.zone))
+    return [i for i in list_schedule(db, settings, edition=edition.id) if i.segment in
+            {p.segment for p in plans}]
+
+
+# ------------------------------------------------------------------ list, cancel, move
+
+
+def audience_estimates(db: Database, settings: Settings, segments: set[str]) -> dict[str, int]:
+    """Active subscribers per segment now (the audience is frozen only when sending starts)."""
+    try:
+        from newsletter.members.segments import load_segments
+
+        segment_set = load_segments(settings.path("subscribers/segments.yaml"))
+    except Exception as exc:  # no segments module or file yet: no estimate
+        log.debug("no audience estimate: %s", exc)
+        return {}
+    counts: dict[str, int] = {}
+    with db.session() as session:
+        for name in segments:
+            if name not in segment_set.names:
+                continue
+            counts[name] = session.scalar(
+                select(func.count()).select_from(Subscriber).where(
+                    segment_set.assigned_clause(name), Subscriber.status == "active"
+                )
+            ) or 0
+    return counts
+
+
+def list_schedule(
+    db: Database, settings: Settings, *, edition: str | None = None, estimate: bool = True
+) -> list[ScheduledSendInfo]:
+    """Every scheduled send (oldest send time first), with an audience estimate."""
+    with db.session() as session:
+        query = select(ScheduledSend).order_by(
+            ScheduledSend.send_at, ScheduledSend.edition, ScheduledSend.segment
+        )
+        if edition is not None:
+            query = query.where(ScheduledSend.edition == edition)
+        rows = session.scalars(query).all()
+    counts = audience_estimates(db, settings, {r.segment for r in rows}) if estimate else {}
+    return [info_of(r, counts.get(r.segment)) for r in rows]
+
+
+def _rows(db: Database, edition: str, segment: str | None) -> list[ScheduledSend]:
+    with db.session() as session:
+        query = select(ScheduledSend).where(ScheduledSend.edition == edition)
+        if segment is not None:
+            query = query.where(ScheduledSend.segment == segment)
+        rows = list(session.scalars(query.order_by(ScheduledSend.segment)).all())
+    if not rows:
+        what = f"{edition}:{segment}" if segment else f"edition {edition}"
+        raise NotFound(f"nothing scheduled for {what}", hint="see `newsletter schedule list`")
+    return rows
+
+
+def set_state(
+    db: Database, edition: str, segment: str, new: str, *, expect: Sequence[str],
+    note: str | None = None, owned_by: str | None = None, unchanged_since: datetime | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set: move to `new` only if the state is one of `expect` (and, if given, the
+    row is owned by `owned_by`, and nobody has rescheduled or moved it since `unchanged_since`,
+    its updated_at when it was read). True if this call made the change."""
+    stmt = update(ScheduledSend).where(
+        ScheduledSend.edition == edition, ScheduledSend.segment == segment,
+        ScheduledSend.state.in_([str(s) for s in expect]),
+    )
+    if owned_by is not None:
+        stmt = stmt.where(ScheduledSend.owner == owned_by)
+    if unchanged_since is not None:
+        stmt = stmt.where(ScheduledSend.updated_at == unchanged_since)
+    stmt = stmt.values(state=str(new), note=note, updated_at=datetime.now(UTC), **values)
+    with db.write_session() as session:
+        return session.execute(stmt).rowcount == 1
+
+
+def cancel(
+    db: Database, settings: Settings, edition: str, segment: str | None = None
+) -> list[ScheduledSendInfo]:
+    """Cancel the edition's waiting sends (all segments, or one). Sending/sent ones are refused."""
+    rows = _rows(db, edition, segment)
+    busy = [r for r in rows if r.state in (S.SENDING, S.SENT)]
+    if segment is not None and busy:
+        raise ScheduleError(
+            f"{edition}:{segment} is {busy[0].state}; it can no longer be cancelled",
+            hint="to stop a send in progress use the delivery commands",
+        )
+    for row in rows:
+        # keep why a missed, stale or failed send did not go out
+        note = "cancelled" if row.state == S.SCHEDULED else f"cancelled; was {row.state}: {row.note or ''}".rstrip(": ")
+        if row.state in CANCELLABLE and set_state(
+            db, row.edition, row.segment, S.CANCELLED, expect=CANCELLABLE, note=note
+        ):
+            log.info("cancelled %s:%s", row.edition, row.segment)
+    registry = JobRegistry(db)
+    for row in rows:
+        if row.state not in (S.SENDING, S.SENT):
+            registry.remove(row.edition, row.segment)
+    return [i for i in list_schedule(db, settings, edition=edition, estimate=False)
+            if segment is None or i.segment == segment]
+
+
+def move(
+    db: Database, settings: Settings, edition: str, segment: str, at: str | datetime,
+    *, now: datetime | None = None,
+) -> ScheduledSendInfo:
+    """Give one segment a new send time (also re-arms a missed, cancelled or failed send)."""
+    row = _rows(db, edition, segment)[0]
+    if row.state not in MOVABLE:
+        why = ("; the edition changed after scheduling: schedule the manifest again"
+               if row.state == S.STALE else "")
+        raise ScheduleError(f"{edition}:{segment} is {row.state}; it cannot be moved{why}")
+    when = parse_send_time(at, row.zone)
+    require_future(when, row.zone, now or datetime.now(UTC))
+    if row.send_window and not SendWindow.parse(row.send_window).contains(when, row.zone):
+        raise ScheduleError(
+            f"{describe(when, row.zone)} is outside {segment}'s send window {row.send_window}"
+        )
+    if not set_state(db, edition, segment, S.SCHEDULED, expect=[row.state], send_at=when,
+                     owner=None, heartbeat_at=None):
+        raise ScheduleError(f"{edition}:{segment} changed state meanwhile; try again")
+    JobRegistry(db).put(edition, segment, when)
+    log.info("moved %s:%s to %s", edition, segment, describe(when, row.zone))
+    return info_of(_rows(db, edition, segment)[0])
