@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.render.build import build_edition  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.content.manifest import load_manifest  # noqa: E402
+from newsletter.render.build import build_edition  # noqa: E402
 from newsletter.render.pipeline import (  # noqa: E402
     inline_css,
     load_template,

@@ -24,19 +24,19 @@ from sqlalchemy import text
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from newsletter.delivery.audience import freeze_audience  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database, open_database  # noqa: E402
+from newsletter.delivery.audience import freeze_audience  # noqa: E402
+from newsletter.delivery.requests import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
 from newsletter.delivery.send import (  # noqa: E402
     FREEZE_WORKERS,
     _assignments,
     load_variants,
     send_edition,
 )
-from newsletter.delivery.requests import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
-from newsletter.regions import REGIONS  # noqa: E402
 from newsletter.delivery.transports.base import MailRequest  # noqa: E402
 from newsletter.delivery.transports.sendgrid import SendGridTransport  # noqa: E402
+from newsletter.regions import REGIONS  # noqa: E402
 
 
 def _sink(port_queue: multiprocessing.Queue, counts: multiprocessing.Array) -> None:  # type: ignore[type-arg]

@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO))
 
 from newsletter.db import Database, normalise_url, open_database  # noqa: E402
 from newsletter.members.imports import import_file  # noqa: E402
-from newsletter.models import Subscriber, SubscriberStatus  # noqa: E402
-from newsletter.regions import REGIONS  # noqa: E402
 from newsletter.members.segments import SegmentSet, count_members, load_segments  # noqa: E402
 from newsletter.members.subscribers import normalise_email  # noqa: E402
+from newsletter.models import Subscriber, SubscriberStatus  # noqa: E402
+from newsletter.regions import REGIONS  # noqa: E402
 
 TYPES = ("member", "member", "member", "associate", "corporate", "student")
 STATUSES = (SubscriberStatus.ACTIVE,) * 17 + (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ def test_good_article_parses_and_normalises() -> None:
     assert article.tags == ("gdpr", "data")
     assert article.regions == ("wales", "south-east")
     assert article.body == "Body text."
-    assert article.published == datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
+    assert article.published == datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
 def test_missing_field_is_reported_with_file_and_line() -> None:
@@ -151,7 +151,7 @@ def test_sample_articles_are_complete_and_cover_every_region() -> None:
         assert a.url == f"https://www.example.org/blog/{slug}"
         assert a.image == f"https://www.example.org/images/{slug}.jpg"
         assert a.author and a.author_role and a.summary and a.image_alt and a.tags, slug
-        assert datetime(2026, 10, 1, tzinfo=timezone.utc) <= a.published < datetime(2026, 12, 1, tzinfo=timezone.utc)
+        assert datetime(2026, 10, 1, tzinfo=UTC) <= a.published < datetime(2026, 12, 1, tzinfo=UTC)
         assert 2 <= len([p for p in a.body.split("\n\n") if p.strip()]) <= 4, slug
         assert "socitm" not in (a.body + a.title + (a.author_role or "")).lower()
 
@@ -174,7 +174,7 @@ def test_cli_list_table_json_and_filters(project: Path, cli) -> None:  # type: i
 
 def test_cli_list_shows_hostile_titles_as_text(project: Path, cli) -> None:  # type: ignore[no-untyped-def]
     article = Article(
-        slug="hostile", title="[red]x[/red] <b>", published=datetime(2026, 11, 30, tzinfo=timezone.utc),
+        slug="hostile", title="[red]x[/red] <b>", published=datetime(2026, 11, 30, tzinfo=UTC),
         url="https://www.example.org/blog/hostile", tags=("[bold]",),
     )
     write_article(article, project / "issues" / "articles")

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from buildproject import make_build_project
 
+from newsletter.config import load_settings
+from newsletter.errors import GateFailed, InputError
 from newsletter.render.build import (
     BuildGateFailed,
     build_edition,
     inputs_fingerprint,
     load_build,
 )
-from newsletter.config import load_settings
-from newsletter.errors import GateFailed, InputError
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from sqlalchemy import select
 
 from newsletter.db import Database
 from newsletter.delivery.send import list_runs, run_report, send_edition
-from newsletter.errors import GateFailed, TransportAuthError
-from newsletter.models import Batch, Subscriber
 from newsletter.delivery.tokens import UNSUBSCRIBE, token_secret, verify_token
 from newsletter.delivery.transports.base import (
     ConnectionFailed,
@@ -20,6 +18,8 @@ from newsletter.delivery.transports.base import (
     TransportResponse,
 )
 from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.errors import GateFailed, TransportAuthError
+from newsletter.models import Batch, Subscriber
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from stub_sendgrid import StubSendGrid
 
 from newsletter.db import Database
 from newsletter.delivery.send import edition_started, run_report, send_edition
-from newsletter.models import Batch, BatchStatus, Recipient
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.sendgrid import SendGridTransport
+from newsletter.models import Batch, BatchStatus, Recipient
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.render.build import build_edition
 from newsletter.config import load_settings
+from newsletter.render.build import build_edition
 
 EMAIL_CHECK = Path(__file__).resolve().parents[1].parent / "shared/tools/email-check"
 

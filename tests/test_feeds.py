@@ -8,14 +8,14 @@ import re
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from newsletter.content.articles import load_article, load_articles
-from newsletter.errors import ArticleError, ProblemsError
 from newsletter.content.feeds import ImportOutcome, canonical_link, import_feed, slugify
+from newsletter.errors import ArticleError, ProblemsError
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 HOSTILE = FEEDS / "hostile.xml"
@@ -123,7 +123,7 @@ def test_welsh_emoji_missing_summary_long_url_and_bad_date(
     assert bad.notes == (
         "unparsable date 'next Tuesday-ish, after lunch'; used 2026-11-24T10:00:00+00:00 (the feed's date)",
     )
-    assert load_article(directory / f"{bad.slug}.md").published == datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    assert load_article(directory / f"{bad.slug}.md").published == datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def test_reimport_is_a_no_op(hostile: tuple[Path, list[ImportOutcome]]) -> None:

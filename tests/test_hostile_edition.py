@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.render.build import build_edition
 from newsletter.config import load_settings
 from newsletter.content.feeds import import_feed
+from newsletter.render.build import build_edition
 
 pytestmark = pytest.mark.slow
 

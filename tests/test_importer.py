@@ -12,9 +12,9 @@ from sqlalchemy import select
 from newsletter.db import Database
 from newsletter.errors import ImportFileError
 from newsletter.members.imports import import_file
-from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.members.privacy import erase
 from newsletter.members.subscribers import find_subscriber, set_status, unsubscribe
+from newsletter.models import Subscriber, SubscriberStatus
 
 MESSY_DIR = Path(__file__).resolve().parent / "data"
 

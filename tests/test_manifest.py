@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from newsletter.config import Settings, load_settings
-from newsletter.errors import ManifestError, Problem
 from newsletter.content.manifest import Edition, check_manifest, load_manifest
+from newsletter.errors import ManifestError, Problem
+from newsletter.members import defined_segments
 
 DATA = Path(__file__).parent / "data" / "manifests"
 
@@ -54,7 +55,7 @@ def write(root: Path, text: str, name: str = "m.yaml") -> Path:
 
 
 def problems_for(root: Path, text: str) -> list[Problem]:
-    return check_manifest(write(root, text), settings_for(root))
+    return check_manifest(write(root, text), settings_for(root), defined_segments(root))
 
 
 def only(problems: list[Problem]) -> Problem:
@@ -93,8 +94,8 @@ def test_clean_manifest_resolves_order_query_add_omit_and_region(proj: Path) -> 
         assert v.preheader == "The month in local-government IT"
     assert by["scotland"].subject == "Your December digest, Scotland"
     assert by["london"].subject == "Your December digest"
-    assert by["scotland"].send_at == datetime(2026, 12, 3, 7, 30, tzinfo=timezone.utc)
-    assert by["london"].send_at == datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc)
+    assert by["scotland"].send_at == datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
+    assert by["london"].send_at == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
     assert by["london"].send_at.tzinfo is not None
 
 
@@ -151,7 +152,7 @@ def test_zone_aware_send_at_is_converted_to_the_manifest_zone(proj: Path) -> Non
         """)
     (v,) = load_manifest(path, settings_for(proj)).variants
     assert v.zone == "Europe/Paris"
-    assert v.send_at == datetime(2026, 12, 3, 9, 15, tzinfo=timezone.utc)
+    assert v.send_at == datetime(2026, 12, 3, 9, 15, tzinfo=UTC)
     assert v.send_at.utcoffset() == timedelta(hours=1)
 
 
@@ -233,7 +234,7 @@ def test_fall_back_time_needs_offset(proj: Path) -> None:
     path = write(proj, BASE + "send_at: 2026-10-25T01:30:00+00:00\narticles: [modern-leadership]\nsegments: {london: {}}\n")
     (v,) = load_manifest(path, settings_for(proj)).variants
     # (aware datetimes with fold=1 never compare equal across zones: compare in UTC)
-    assert v.send_at.astimezone(timezone.utc) == datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)
+    assert v.send_at.astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
     assert v.send_at.utcoffset() == timedelta(0)  # the second 01:30, GMT
 
 
@@ -353,8 +354,8 @@ def test_sample_manifest_has_no_manifest_problems(project: Path) -> None:
         "scotland", "wales", "northern-ireland", "north-east", "north-west", "yorkshire",
         "east-midlands", "west-midlands", "east", "london", "south-east", "south-west"]
     times = {v.segment: v.send_at for v in edition.variants}
-    assert times["scotland"] == datetime(2026, 12, 3, 7, 30, tzinfo=timezone.utc)
-    assert all(t == datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc) for s, t in times.items() if s != "scotland")
+    assert times["scotland"] == datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
+    assert all(t == datetime(2026, 12, 3, 8, 0, tzinfo=UTC) for s, t in times.items() if s != "scotland")
 
 
 def test_yaml_timestamps_are_accepted(proj: Path) -> None:
@@ -366,8 +367,8 @@ def test_yaml_timestamps_are_accepted(proj: Path) -> None:
           scotland: {send_at: 2026-12-03T07:30:00Z}
         """)
     london, scotland = load_manifest(path, settings_for(proj)).variants
-    assert london.send_at == datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc)
-    assert scotland.send_at == datetime(2026, 12, 3, 7, 30, tzinfo=timezone.utc)
+    assert london.send_at == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    assert scotland.send_at == datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
     assert str(scotland.send_at.tzinfo) == "Europe/London"
 
 

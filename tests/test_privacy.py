@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from newsletter.db import Database
 from newsletter.errors import InputError
 from newsletter.members.imports import import_file
-from newsletter.models import AuditEntry, Base, Meta, Recipient, SendRun
 from newsletter.members.privacy import access, erase
 from newsletter.members.subscribers import SubscriberDetails, add_subscriber, unsubscribe
+from newsletter.models import AuditEntry, Base, Meta, Recipient, SendRun
 
 EMAIL = "Grace.Hopper@Example.org"
 PERSONAL = ("grace.hopper", "Grace", "Hopper", "Navy Council", "cobol")

@@ -9,10 +9,10 @@ import pytest
 from buildproject import make_build_project
 
 from newsletter.config import load_settings
-from newsletter.errors import InputError
 from newsletter.content.manifest import Edition, load_manifest
-from newsletter.render.plaintext import html_to_text
+from newsletter.errors import InputError
 from newsletter.render.pipeline import load_template, markdown_to_html, render_variant
+from newsletter.render.plaintext import html_to_text
 
 
 @pytest.fixture

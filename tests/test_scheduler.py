@@ -20,14 +20,14 @@ from scheduling_support import (
 )
 from sqlalchemy import update
 
-from newsletter.render.build import build_edition
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend
-from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
+from newsletter.render.build import build_edition
 from newsletter.schedule.daemon import DaemonContext, execute_send, resume_orphans
 from newsletter.schedule.jobs import JobRegistry
+from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -358,8 +358,8 @@ def test_an_unrelated_broken_draft_does_not_stop_a_scheduled_send(env) -> None: 
 
 def test_a_segment_already_sent_by_send_cannot_be_scheduled(env) -> None:  # type: ignore[no-untyped-def]
     from newsletter.delivery.send import send_edition
-    from newsletter.delivery.transports.memory import MemoryTransport
     from newsletter.delivery.transports.base import TransportResponse
+    from newsletter.delivery.transports.memory import MemoryTransport
 
     settings, db, manifest = env
     build = build_edition(manifest, settings)

@@ -30,8 +30,8 @@ from scheduling_support import (
 
 from newsletter.config import load_settings
 from newsletter.db import Database, open_database
-from newsletter.schedule.planning import list_schedule, schedule_edition
 from newsletter.schedule.daemon import context_for, run_daemon
+from newsletter.schedule.planning import list_schedule, schedule_edition
 
 ALL_MEMBERS = sorted(e for emails in MEMBERS.values() for e in emails)
 

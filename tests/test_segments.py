@@ -11,9 +11,9 @@ from sqlalchemy import event, func, select, text
 
 from newsletter.db import Database, open_database
 from newsletter.errors import SegmentError
+from newsletter.members.segments import count_members, load_segments
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.regions import REGION_SLUGS
-from newsletter.members.segments import count_members, load_segments
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "subscribers" / "segments.yaml"

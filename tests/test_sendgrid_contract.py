@@ -21,8 +21,8 @@ from sendgrid import SendGridAPIClient
 
 from newsletter.config import load_settings
 from newsletter.db import Database
-from newsletter.delivery.send import load_variants, send_edition
 from newsletter.delivery.requests import MailBuilder, MessageOptions, RecipientRow, helper_mail
+from newsletter.delivery.send import load_variants, send_edition
 from newsletter.delivery.transports import MailRequest
 from newsletter.delivery.transports.sendgrid import SendGridTransport
 

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from newsletter.db import Database
 from newsletter.errors import InputError, NotFound
-from newsletter.models import AuditEntry, SubscriberStatus
 from newsletter.members.subscribers import (
     InvalidEmail,
     SubscriberDetails,
@@ -26,6 +25,7 @@ from newsletter.members.subscribers import (
     update_subscriber,
     write_csv,
 )
+from newsletter.models import AuditEntry, SubscriberStatus
 
 MESSY = Path(__file__).resolve().parent / "data" / "imports" / "messy.csv"
 

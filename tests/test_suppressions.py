@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from newsletter.db import Database
-from newsletter.models import AuditEntry, Subscriber
 from newsletter.members.suppressions import PAGE_SIZE, sync_suppressions
+from newsletter.models import AuditEntry, Subscriber
 
 
 class FakeClient:

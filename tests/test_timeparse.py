@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.errors import ScheduleError
 from newsletter.content.send_times import SendWindow, describe, parse_send_time, require_future
+from newsletter.errors import ScheduleError
 
 LONDON = "Europe/London"
 

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from stub_sendgrid import StubSendGrid
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError, InputError
 from newsletter.delivery.requests import (
     MailBuilder,
     MessageOptions,
@@ -30,6 +29,7 @@ from newsletter.delivery.transports import (
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.sendgrid import SendGridTransport
+from newsletter.errors import ConfigError, InputError
 
 VARIANT = VariantToSend("2026-12", "wales", "Digest: <Wales> & more", "<p>Dear -first_name-</p>", "Dear -first_name-",
                         "0" * 64, "digest@example.org", "LPS Digest")

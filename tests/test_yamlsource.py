@@ -1,7 +1,7 @@
 import pytest
 
-from newsletter.errors import ProblemsError
 from newsletter.content.yaml_source import parse_yaml
+from newsletter.errors import ProblemsError
 
 
 def test_positions_of_values_and_keys() -> None:

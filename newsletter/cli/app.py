@@ -18,9 +18,9 @@ from newsletter import __version__
 from newsletter.cli import (
     articles,
     database,
-    sends,
     editions,
     schedule,
+    sends,
     subscribers,
 )
 from newsletter.errors import NewsletterError

@@ -10,10 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newsletter.content.articles import filter_articles, load_articles
 from newsletter.cli.common import console, err_console, print_json, settings
+from newsletter.content import filter_articles, import_feed, load_articles
 from newsletter.errors import InputError
-from newsletter.content.feeds import import_feed
 
 DEFAULT_DIR = "issues/articles"
 

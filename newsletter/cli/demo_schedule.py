@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from newsletter.config import Settings
+from newsletter.content import zone
 from newsletter.db import open_database
 from newsletter.errors import ScheduleError
-from newsletter.schedule.planning import cancel, schedule_edition
-from newsletter.content.send_times import zone
+from newsletter.schedule import cancel, schedule_edition
 
 
 def _tomorrow_0800(settings: Settings) -> datetime:

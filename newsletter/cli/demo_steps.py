@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from newsletter.render.build import BuildResult, build_edition
 from newsletter.config import Settings
 from newsletter.db import open_database
 from newsletter.errors import InputError
+from newsletter.render import BuildResult, build_edition
 
 SAMPLE_MANIFEST = Path("issues") / "2026-12.yaml"
 DEMO_DIR = Path("build") / "demo"
@@ -51,7 +51,7 @@ def step_build(settings: Settings, report: DemoReport) -> DemoReport:
 
 def step_subscribers(settings: Settings, report: DemoReport) -> DemoReport:
     """Import subscribers/sample.csv into the demo database and count every segment."""
-    from newsletter.members.imports import import_sample
+    from newsletter.members import import_sample
 
     db = open_database(report.demo_settings.resolved_database_url)
     try:
@@ -63,8 +63,7 @@ def step_subscribers(settings: Settings, report: DemoReport) -> DemoReport:
 
 def step_send(settings: Settings, report: DemoReport) -> DemoReport:
     """Send every variant of the build to the outbox (one JSON request file per batch)."""
-    from newsletter.delivery.send import send_edition
-    from newsletter.delivery.transports.factory import make_transport
+    from newsletter.delivery import make_transport, send_edition
 
     assert report.build is not None, "step_send needs step_build first"
     demo = report.demo_settings

@@ -41,11 +41,13 @@ def check_command(
     """List every problem in a manifest (file:line:col), then build it and run the gates.
 
     Exit 0 when nothing fails, 2 for manifest problems, 1 when a built email fails a gate."""
-    from newsletter.render.build import BuildGateFailed, build_edition
-    from newsletter.content.manifest import check_manifest
+    from newsletter.content import check_manifest
+    from newsletter.members import defined_segments
+    from newsletter.render import BuildGateFailed, build_edition
 
     cfg = settings()
-    problems = check_manifest(manifest, cfg)
+    known = defined_segments(cfg.project_dir)
+    problems = check_manifest(manifest, cfg, known)
     for problem in problems:
         print(str(problem))
     errors = [p for p in problems if p.severity == "error"]
@@ -57,7 +59,7 @@ def check_command(
     print(f"{manifest}: manifest OK")
     with tempfile.TemporaryDirectory(prefix="newsletter-check-") as tmp:
         try:
-            result = build_edition(manifest, cfg, out_dir=Path(tmp))
+            result = build_edition(manifest, cfg, out_dir=Path(tmp), segments=known)
         except BuildGateFailed as failed:
             _print_gate_results(failed.result)
             raise
@@ -77,15 +79,15 @@ def preview_command(
 
     Variants appear side by side, each with its inbox line (from, subject, preheader), gate results
     and plain-text part. With --serve the page is served on 127.0.0.1 until Ctrl-C."""
-    from newsletter.render.build import build_edition
-    from newsletter.render.preview import serve_preview, write_preview
+    from newsletter.members import defined_segments
+    from newsletter.render import build_edition, serve_preview, write_preview
 
     cfg = settings()
     with tempfile.TemporaryDirectory(prefix="newsletter-preview-") as tmp:
         build_dir = Path(tmp)
         failure: NewsletterError | None = None
         try:
-            build_edition(manifest, cfg, out_dir=build_dir)
+            build_edition(manifest, cfg, out_dir=build_dir, segments=defined_segments(cfg.project_dir))
         except GateFailed as exc:  # still worth previewing: the page shows which gate failed
             if not (build_dir / "build.json").is_file():
                 raise
@@ -147,11 +149,13 @@ def build_command(
     """Build every segment's email: DIR/<segment>.html, .txt, .eml and DIR/build.json.
 
     Exit 1 when any variant fails a quality gate (the files are still written)."""
-    from newsletter.render.build import BuildGateFailed, build_edition
     from newsletter.cli.common import console
+    from newsletter.members import defined_segments
+    from newsletter.render import BuildGateFailed, build_edition
 
     try:
-        result = build_edition(manifest, settings(), out_dir=out)
+        cfg = settings()
+        result = build_edition(manifest, cfg, out_dir=out, segments=defined_segments(cfg.project_dir))
     except BuildGateFailed as exc:
         console.print(_build_table(exc.result))
         raise
@@ -169,8 +173,8 @@ def demo_command() -> None:
     from rich.text import Text
 
     from newsletter.cli.common import console
-    from newsletter.cli.sends import print_reports
     from newsletter.cli.demo_steps import run_demo
+    from newsletter.cli.sends import print_reports
 
     report = run_demo(settings())
     if report.build is not None:

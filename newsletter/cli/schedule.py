@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.markup import escape
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -71,7 +71,7 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Build, gate and freeze the edition, then put each segment on the clock."""
-    from newsletter.schedule.planning import schedule_edition
+    from newsletter.schedule import schedule_edition
 
     cfg = settings()
     with database(cfg) as db:
@@ -92,7 +92,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every scheduled send with its time (local and UTC), audience estimate and state."""
-    from newsletter.schedule.planning import list_schedule
+    from newsletter.schedule import list_schedule
 
     cfg = settings()
     with database(cfg) as db:
@@ -110,7 +110,7 @@ def cancel(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Cancel an edition's waiting sends (all segments, or one)."""
-    from newsletter.schedule.planning import cancel as cancel_sends
+    from newsletter.schedule import cancel as cancel_sends
 
     cfg = settings()
     with database(cfg) as db:
@@ -129,7 +129,7 @@ def move(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Give one segment a new send time (also re-arms a missed, cancelled or failed send)."""
-    from newsletter.schedule.planning import move as move_send
+    from newsletter.schedule import move as move_send
 
     cfg = settings()
     with database(cfg) as db:
@@ -151,7 +151,7 @@ def run(
         help="Seconds between checks for new jobs and interrupted sends.", min=0.1)] = 5.0,
 ) -> None:
     """Send scheduled editions at their times. Stop with Ctrl-C or SIGTERM."""
-    from newsletter.schedule.daemon import context_for, run_daemon, run_once
+    from newsletter.schedule import context_for, run_daemon, run_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "alembic"):

@@ -78,13 +78,15 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
     if build is not None:
         return cfg.path(build)
     try:
-        from newsletter.render.build import build_edition
-        from newsletter.content.manifest import load_manifest
+        from newsletter.content import load_manifest
+        from newsletter.render import build_edition
     except ImportError:
         raise InputError("building is not available in this version", hint="pass --build DIR (a built edition)") from None
-    from newsletter.delivery.send import edition_started
+    from newsletter.delivery import edition_started
+    from newsletter.members import defined_segments
 
-    edition = load_manifest(cfg.path(manifest), cfg)
+    known = defined_segments(cfg.project_dir)
+    edition = load_manifest(cfg.path(manifest), cfg, known)
     out_dir = cfg.project_dir / "build" / edition.id
     with database(cfg) as db:
         started = edition_started(db, edition.id)
@@ -92,7 +94,7 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
         # Resuming: send exactly what the first send froze; the build's hashes are checked.
         err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
         return out_dir
-    build_edition(cfg.path(manifest), cfg, out_dir)  # raises GateFailed when a gate fails
+    build_edition(cfg.path(manifest), cfg, out_dir, segments=known)  # raises GateFailed when a gate fails
     return out_dir
 
 
@@ -102,7 +104,8 @@ def _confirm(plan: Any) -> bool:
         table.add_column(column, overflow="fold")
     for s in plan.segments:
         ex = s.excluded
-        table.add_row(Text(s.segment), f"{s.audience:,}", "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased")),
+        excluded = "/".join(str(ex.get(k, 0)) for k in ("unsubscribed", "bounced", "complained", "erased"))
+        table.add_row(Text(s.segment), f"{s.audience:,}", excluded,
                       "frozen earlier: resumes" if s.frozen else "")
     err_console.print(table)
     return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
@@ -141,18 +144,19 @@ def print_reports(reports: list[Any], as_json: bool, *, after_send: bool = False
 def send_command(
     manifest: Annotated[Path, typer.Argument(help="The issue manifest, e.g. issues/2026-12.yaml.")],
     segment: Annotated[list[str] | None, typer.Option("--segment", help="Send only this segment (repeatable).")] = None,
-    transport: Annotated[str | None, typer.Option(help="outbox | sendgrid | memory (default: sendgrid when SENDGRID_API_KEY is set, else outbox).")] = None,
+    transport: Annotated[str | None, typer.Option(
+        help="outbox | sendgrid | memory (default: sendgrid when SENDGRID_API_KEY is set, else outbox).")] = None,
     outbox: Annotated[Path | None, typer.Option(help="Outbox directory (default NEWSLETTER_OUTBOX_DIR or outbox/).")] = None,
     build: Annotated[Path | None, typer.Option(help="Send this built edition (build.json) instead of building now.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the audience; freeze and send nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, not delivered.")] = False,
-    resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
+    resend_uncertain: Annotated[bool, typer.Option(
+        "--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
 ) -> None:
     """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
-    from newsletter.delivery.send import SendInterrupted, send_edition, what_is_left
-    from newsletter.delivery.transports import make_transport
+    from newsletter.delivery import SendInterrupted, make_transport, send_edition, what_is_left
 
     cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
@@ -194,7 +198,7 @@ def send_command(
 @sends_app.command("list")
 def sends_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Every send run: edition, segment, status and counts."""
-    from newsletter.delivery.send import list_runs
+    from newsletter.delivery import list_runs
 
     with database() as db:
         reports = list_runs(db)
@@ -210,7 +214,7 @@ def sends_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration."""
-    from newsletter.delivery.send import run_report
+    from newsletter.delivery import run_report
 
     with database() as db:
         reports = run_report(db, run)
@@ -220,7 +224,7 @@ def sends_show(
 @suppressions_app.command("sync")
 def suppressions_sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Mark members SendGrid has bounced, blocked, reported as spam, found invalid or unsubscribed."""
-    from newsletter.members.suppressions import SendGridSuppressionClient, sync_suppressions
+    from newsletter.members import SendGridSuppressionClient, sync_suppressions
 
     cfg = settings()
     if cfg.sendgrid_api_key is None:

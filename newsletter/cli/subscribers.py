@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from newsletter.members import imports as importer, privacy, segments, subscribers
 from newsletter.cli.common import (
     console,
     database,
@@ -20,6 +19,8 @@ from newsletter.cli.common import (
     settings,
 )
 from newsletter.errors import InputError, SegmentError
+from newsletter.members import imports as importer
+from newsletter.members import privacy, segments, subscribers
 
 subscribers_app = typer.Typer(help="Members: import, export, admin and GDPR requests.",
                               no_args_is_help=True)

@@ -20,16 +20,19 @@ Everything is stored as plain text: titles and summaries are escaped wherever th
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from newsletter.content.yaml_source import parse_yaml
 from newsletter.errors import Problem, ProblemsError
 from newsletter.regions import REGION_SLUGS, normalise_region
-from newsletter.content.yaml_source import parse_yaml
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?\n?", re.S | re.M)
@@ -192,10 +195,10 @@ FRONT_MATTER_ORDER = (
 )
 
 
+
 def article_text(article: Article) -> str:
     """The file text for an article: YAML front matter (safe_dump, non-ASCII kept) and the body.
     parse_article() of this text gives back an equal article."""
-    import yaml
 
     data: dict[str, Any] = {}
     for name in FRONT_MATTER_ORDER:
@@ -210,8 +213,6 @@ def article_text(article: Article) -> str:
 
 def write_article(article: Article, directory: Path) -> Path:
     """Write (or replace) `<directory>/<slug>.md` atomically; returns the path."""
-    import os
-    import tempfile
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{article.slug}.md"

@@ -21,7 +21,7 @@ import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,8 +31,6 @@ import feedparser
 
 from newsletter import __version__
 from newsletter.content.articles import Article, article_text, load_articles, write_article
-from newsletter.errors import ArticleError
-from newsletter.regions import normalise_region
 from newsletter.content.sanitize import (
     check_url,
     clean_html,
@@ -42,6 +40,8 @@ from newsletter.content.sanitize import (
     shorten,
     summarise,
 )
+from newsletter.errors import ArticleError
+from newsletter.regions import normalise_region
 
 Outcome = Literal["imported", "updated", "skipped"]
 MAX_FEED_BYTES = 10_000_000
@@ -201,7 +201,7 @@ def _parse_date(raw: str | None, parsed: time.struct_time | None) -> datetime | 
         except ValueError:
             pass
     if parsed:
-        return datetime(*parsed[:6], tzinfo=timezone.utc)
+        return datetime(*parsed[:6], tzinfo=UTC)
     return None
 
 
@@ -313,7 +313,7 @@ def import_feed_data(data: bytes, directory: Path, *, source: str = "feed",
     parsed = parse_feed(data, source)
     problem = xml_problem(parsed, data)
     warnings = (f"{source}: {problem}; items after it may be missing or incomplete",) if problem else ()
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     base = _feed_base(parsed, feed_url)
     fallback, fallback_label = _feed_date(parsed, now)
     existing = load_articles(directory) if directory.is_dir() else {}

@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter.content.articles import Article, load_article
 from newsletter.config import Settings
-from newsletter.errors import ManifestError, Problem, ProblemsError
+from newsletter.content.articles import Article, load_article
 from newsletter.content.manifest_fields import (
     EDITION_ID_RE,
     Analysis,
-    defined_segments,
     load_zone,
     run_query,
     segment_region,
@@ -37,6 +35,7 @@ from newsletter.content.manifest_fields import (
     template_problem,
 )
 from newsletter.content.yaml_source import PathKey, load_yaml
+from newsletter.errors import ManifestError, Problem, ProblemsError
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,15 @@ class VariantSpec:
     send_at: datetime | None
     zone: str
     window: str | None = None    # local hours it may go out in, e.g. "07:00-20:00"
+
+
+@dataclass(frozen=True)
+class KnownSegments:
+    """The segments a manifest may name (from the member store's segments.yaml), given by the
+    caller: content does not read the member store. `names` None means "nothing to check against"."""
+
+    names: tuple[str, ...] | None
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,17 +78,17 @@ SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "wi
 DEFAULT_TEMPLATE = "digest"
 
 
-def load_manifest(path: Path, settings: Settings) -> Edition:
+def load_manifest(path: Path, settings: Settings, segments: KnownSegments | None = None) -> Edition:
     """The resolved edition; raises ManifestError listing every problem (file:line:col)."""
-    edition, problems = analyse_manifest(path, settings)
+    edition, problems = analyse_manifest(path, settings, segments)
     if edition is None or any(p.severity == "error" for p in problems):
         raise ManifestError(problems, f"{path}: {_count(problems)} in the manifest")
     return edition
 
 
-def check_manifest(path: Path, settings: Settings) -> list[Problem]:
+def check_manifest(path: Path, settings: Settings, segments: KnownSegments | None = None) -> list[Problem]:
     """Every problem in the manifest (errors and warnings), [] when clean."""
-    return analyse_manifest(path, settings)[1]
+    return analyse_manifest(path, settings, segments)[1]
 
 
 def _count(problems: list[Problem]) -> str:
@@ -110,7 +118,9 @@ def load_article_dir(directory: Path) -> tuple[dict[str, Article], list[Problem]
     return dict(ordered), problems
 
 
-def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, list[Problem]]:
+def analyse_manifest(
+    path: Path, settings: Settings, segments: KnownSegments | None = None
+) -> tuple[Edition | None, list[Problem]]:
     """(edition or None, problems). The edition is None when the manifest cannot be resolved."""
     display = str(path)
     try:
@@ -156,7 +166,7 @@ def analyse_manifest(path: Path, settings: Settings) -> tuple[Edition | None, li
     featured = a.slug(("featured",), data["featured"]) if data.get("featured") is not None else None
     selection = _selection(a, data.get("articles"), featured)
 
-    variants = _variants(a, data.get("segments"), selection, featured,
+    variants = _variants(a, data.get("segments"), segments or KnownSegments(None), selection, featured,
                          defaults=(subject, preheader, intro), send_at=default_send_at,
                          window=default_window, zone_info=zone, zone=zone_key)
     if any(p.severity == "error" for p in a.problems) or not edition_id:
@@ -190,7 +200,7 @@ def _selection(a: Analysis, value: Any, featured: Article | None) -> list[Articl
 
 
 def _variants(
-    a: Analysis, segments: Any, selection: list[Article], featured: Article | None, *,
+    a: Analysis, segments: Any, known_segments: KnownSegments, selection: list[Article], featured: Article | None, *,
     defaults: tuple[str, str, str], send_at: datetime | None, window: str | None,
     zone_info: ZoneInfo | None, zone: str,
 ) -> list[VariantSpec]:
@@ -201,8 +211,8 @@ def _variants(
         a.error(("segments",), "segments must be a mapping of segment name: overrides",
                 "e.g. segments: {scotland: {send_at: 2026-12-03T07:30}}")
         return []
-    known, segment_problems = defined_segments(a.settings.project_dir)
-    a.problems.extend(segment_problems)
+    known = known_segments.names
+    a.problems.extend(known_segments.problems)
     subject, preheader, intro = defaults
     variants: list[VariantSpec] = []
     reached: set[str] = set()

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from newsletter.content.articles import Article, filter_articles
 from newsletter.config import Settings
-from newsletter.errors import Problem, ProblemsError, ScheduleError
-from newsletter.regions import REGION_SLUGS, normalise_region
+from newsletter.content.articles import Article, filter_articles
 from newsletter.content.send_times import SendWindow, localise
 from newsletter.content.yaml_source import PathKey, YamlDocument
+from newsletter.errors import Problem, ScheduleError
+from newsletter.regions import REGION_SLUGS, normalise_region
 
 TEMPLATE_ENTRY = "email.mjml.j2"
 ONE_LINE_FIELDS = ("edition", "title", "subject", "preheader")
@@ -101,24 +101,6 @@ def template_problem(project_dir: Path, name: Any) -> tuple[str, str] | None:
         f"available: {', '.join(available)}" if available else f"create templates/{name}/{TEMPLATE_ENTRY}"
     )
     return f"unknown template {name!r}", hint
-
-
-def segments_file(project_dir: Path) -> Path:
-    return project_dir / "subscribers" / "segments.yaml"
-
-
-def defined_segments(project_dir: Path) -> tuple[list[str] | None, list[Problem]]:
-    """Segment names from subscribers/segments.yaml: (None, []) when the file does not exist;
-    (None, its problems) when it cannot be loaded."""
-    from newsletter.members.segments import load_segments
-
-    path = segments_file(project_dir)
-    if not path.is_file():
-        return None, []
-    try:
-        return list(load_segments(path).names), []
-    except ProblemsError as exc:
-        return None, list(exc.problems)
 
 
 class Analysis:

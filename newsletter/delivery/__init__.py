@@ -1,0 +1,56 @@
+"""Delivery: freeze an edition's audience, cut it into batches in the database, build one SendGrid
+request per batch and hand it to a transport, exactly once.
+
+    build ──► audience (frozen) ──► batches (claimed in the database) ──► transport
+"""
+
+from newsletter.delivery.audience import AudiencePlan, SegmentPlan
+from newsletter.delivery.send import (
+    ProgressSink,
+    RunReport,
+    SendInterrupted,
+    edition_started,
+    list_runs,
+    run_report,
+    send_edition,
+    what_is_left,
+)
+from newsletter.delivery.tokens import (
+    PREFERENCES,
+    UNSUBSCRIBE,
+    make_token,
+    token_secret,
+    verify_token,
+)
+from newsletter.delivery.transports import (
+    ConnectionFailed,
+    MailRequest,
+    OutcomeUnknown,
+    Transport,
+    TransportResponse,
+    make_transport,
+)
+
+__all__ = [
+    "PREFERENCES",
+    "UNSUBSCRIBE",
+    "AudiencePlan",
+    "ConnectionFailed",
+    "MailRequest",
+    "OutcomeUnknown",
+    "ProgressSink",
+    "RunReport",
+    "SegmentPlan",
+    "SendInterrupted",
+    "Transport",
+    "TransportResponse",
+    "edition_started",
+    "list_runs",
+    "make_token",
+    "make_transport",
+    "run_report",
+    "send_edition",
+    "token_secret",
+    "verify_token",
+    "what_is_left",
+]

@@ -32,8 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
-from newsletter.errors import DeliveryError
 from newsletter.delivery.requests import MAX_PERSONALIZATIONS, VariantToSend
+from newsletter.errors import DeliveryError
 from newsletter.models import (
     Batch,
     Recipient,
@@ -136,7 +136,7 @@ def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str
         ((func.row_number().over(order_by=Subscriber.id) - 1) // size).label("seq"),
     ).where(_eligible(clause)).subquery()
     ids = list(session.scalars(select(Batch.id).where(Batch.run_id == run_id).order_by(Batch.seq)))
-    if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:])):
+    if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:], strict=False)):
         # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join).
         # On PostgreSQL (READ COMMITTED) members who became eligible after the count can give a seq
         # past the last batch: those get no batch here and are assigned as stragglers below.

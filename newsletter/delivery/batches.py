@@ -29,9 +29,7 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import and_, or_, select, update
 
 from newsletter.db import Database
-from newsletter.errors import TransportAuthError
 from newsletter.delivery.requests import MailBuilder, RecipientRow
-from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, SubscriberStatus
 from newsletter.delivery.transports.base import (
     ConnectionFailed,
     MailRequest,
@@ -39,6 +37,8 @@ from newsletter.delivery.transports.base import (
     Transport,
     TransportResponse,
 )
+from newsletter.errors import TransportAuthError
+from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, SubscriberStatus
 
 HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000
@@ -165,7 +165,8 @@ class Sender:
         self.db, self.transport, self.builders, self.policy = db, transport, builders, policy
         self.sender_id = new_sender_id()
         self.stop = threading.Event()
-        self.limiter = RateLimiter(policy.max_requests_per_second, min(policy.concurrency, policy.max_requests_per_second), self.stop)
+        burst = min(policy.concurrency, policy.max_requests_per_second)
+        self.limiter = RateLimiter(policy.max_requests_per_second, burst, self.stop)
         self.fatal: BaseException | None = None
         self.on_batch = on_batch or (lambda run_id, recipients, status: None)
         self.run_ids = list(builders)
@@ -182,7 +183,8 @@ class Sender:
         values = dict(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=now(),
                       attempts=Batch.attempts + 1, updated_at=now())
         with self.db.write_session() as session:
-            query = select(Batch.id, Batch.run_id, Batch.seq, Batch.attempts).where(self._ready()).order_by(Batch.run_id, Batch.seq).limit(1)  # type: ignore[arg-type]
+            query = (select(Batch.id, Batch.run_id, Batch.seq, Batch.attempts).where(self._ready())  # type: ignore[arg-type]
+                     .order_by(Batch.run_id, Batch.seq).limit(1))
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             row = session.execute(query).first()

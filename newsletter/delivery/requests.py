@@ -34,8 +34,8 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
-from newsletter.render.placeholders import substitution_values
 from newsletter.delivery.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker, make_token
+from newsletter.render import substitution_values
 
 MAX_PERSONALIZATIONS = 1000
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # str -> quoted JSON string

@@ -17,20 +17,22 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
+from newsletter.config import Settings
+from newsletter.db import Database
 from newsletter.delivery.audience import (
     AudiencePlan,
     SegmentPlan,
     freeze_audience,
     plan_audience,
 )
-from newsletter.config import Settings
-from newsletter.db import Database
-from newsletter.errors import DeliveryError, InputError, NotFound
-from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
-from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
 from newsletter.delivery.batches import Sender, SendPolicy, now, prepare_runs
+from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
+from newsletter.errors import DeliveryError, InputError, NotFound
+from newsletter.members import load_segments
+from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
+from newsletter.render import load_build
 
 __all__ = [
     "AudiencePlan",
@@ -119,7 +121,6 @@ def policy_from_settings(settings: Settings) -> SendPolicy:
 def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[VariantToSend]]:
     """The edition id and its variants from build.json (load_build re-hashes every file and
     refuses a build that failed a gate)."""
-    from newsletter.render.build import load_build
 
     build = load_build(Path(build_dir))
     return build.edition_id, [
@@ -133,7 +134,6 @@ def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[Varian
 
 
 def _assignments(settings: Settings, segments: Sequence[str]) -> list[tuple[str, Any]]:
-    from newsletter.members.segments import load_segments
 
     segment_set = load_segments(settings.path("subscribers/segments.yaml"))
     missing = [s for s in segments if s not in segment_set]

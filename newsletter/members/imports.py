@@ -30,14 +30,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError, InputError
+from newsletter.members.segments import default_path, load_segments, segment_counts
 from newsletter.members.spreadsheets import SourceRow, open_rows
-from newsletter.models import (
-    AuditEntry,
-    ErasureTombstone,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
 from newsletter.members.subscribers import (
     SubscriberDetails,
     escape_cell,
@@ -45,6 +39,13 @@ from newsletter.members.subscribers import (
     open_output,
     tombstone_hash,
     tombstone_salt,
+)
+from newsletter.models import (
+    AuditEntry,
+    ErasureTombstone,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
 )
 
 CHUNK_ROWS = 1000
@@ -348,7 +349,6 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
 def import_sample(db: Database, project_dir: Path) -> tuple[ImportResult, list[dict[str, Any]]]:
     """For `newsletter demo`: import subscribers/sample.csv (idempotent) and count every segment
     of subscribers/segments.yaml. Returns (import result, segments.segment_counts rows)."""
-    from newsletter.members.segments import default_path, load_segments, segment_counts
 
     result = import_file(db, project_dir / "subscribers" / "sample.csv", source="sample")
     segment_set = load_segments(default_path(project_dir))

@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFound
-from newsletter.models import ErasureTombstone, Recipient, Subscriber, SubscriberStatus
 from newsletter.members.subscribers import (
     audit,
     audit_records,
@@ -25,6 +24,7 @@ from newsletter.members.subscribers import (
     tombstone_hash,
     tombstone_salt,
 )
+from newsletter.models import ErasureTombstone, Recipient, Subscriber, SubscriberStatus
 
 PERSONAL_COLUMNS = ("email", "email_key", "first_name", "last_name", "organisation", "region",
                     "member_type", "consent_source", "consent_at", "consent_version")

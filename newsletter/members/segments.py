@@ -36,10 +36,10 @@ from sqlalchemy import and_, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from newsletter.errors import Problem, ProblemsError, SegmentError
+from newsletter.content import KnownSegments, PathKey, YamlDocument, load_yaml
+from newsletter.errors import NotFound, Problem, ProblemsError, SegmentError
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.regions import REGION_SLUGS, normalise_region
-from newsletter.content.yaml_source import PathKey, YamlDocument, load_yaml
 
 LEAF_KEYS = ("region", "member_type", "organisation", "attributes", "joined_before", "joined_after")
 TREE_KEYS = ("all", "any", "not")
@@ -99,7 +99,6 @@ class SegmentSet:
         try:
             return self.segments[name]
         except KeyError:
-            from newsletter.errors import NotFound
 
             known = ", ".join(self.names)
             raise NotFound(f"no segment named {name!r} in {self.path}", hint=f"known: {known}") from None
@@ -352,6 +351,18 @@ def check_segments(path: Path) -> list[Problem]:
 
 def default_path(project_dir: Path) -> Path:
     return project_dir / "subscribers" / "segments.yaml"
+
+
+def defined_segments(project_dir: Path) -> KnownSegments:
+    """The segment names a manifest may use: none to check against when there is no segments
+    file; the file's own problems when it cannot be loaded."""
+    path = default_path(project_dir)
+    if not path.is_file():
+        return KnownSegments(None)
+    try:
+        return KnownSegments(tuple(load_segments(path).names))
+    except ProblemsError as exc:
+        return KnownSegments(None, tuple(exc.problems))
 
 
 def audience_clause(segments: SegmentSet, name: str) -> ColumnElement[bool]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from openpyxl import load_workbook
+
 from newsletter.errors import ImportFileError
 from newsletter.members.subscribers import CONTROL_CHARS, display_text
 
@@ -202,7 +204,6 @@ def _csv_cells(text: IO[str], delimiter: str) -> Iterator[tuple[int, list[str]]]
 
 
 def _xlsx_cells(path: Path) -> Iterator[tuple[int, list[str]]]:
-    from openpyxl import load_workbook
 
     # Cached values, as the spreadsheet last showed them; alongside, the formulas, because a
     # workbook saved by a program that does not calculate (=HYPERLINK(...) from an export) has no

@@ -10,10 +10,13 @@ audit row (actor "sendgrid-sync"). Addresses that match no member are counted, n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
 from sqlalchemy import func, select
 
 from newsletter.db import Database
@@ -32,6 +35,7 @@ LISTS: tuple[tuple[str, SubscriberStatus], ...] = (
 )
 
 
+
 class SuppressionClient(Protocol):
     def page(self, name: str, limit: int, offset: int) -> list[dict[str, Any]]:
         """One page of /v3/suppression/<name>: a list of objects with an "email"."""
@@ -42,14 +46,11 @@ class SendGridSuppressionClient:
     """Reads the lists with the official client (`SendGridAPIClient(api_key, host=...)`)."""
 
     def __init__(self, api_key: str, host: str = "https://api.sendgrid.com") -> None:
-        from sendgrid import SendGridAPIClient
 
         self._client = SendGridAPIClient(api_key, host=host).client
 
     def page(self, name: str, limit: int, offset: int) -> list[dict[str, Any]]:
-        import json
 
-        from python_http_client.exceptions import HTTPError
 
         try:
             response = getattr(self._client.suppression, name).get(query_params={"limit": limit, "offset": offset})

@@ -7,7 +7,7 @@ from newsletter.models import Base
 IGNORED_TABLES = {"apscheduler_jobs"}  # owned by APScheduler's SQLAlchemyJobStore
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     return not (type_ == "table" and name in IGNORED_TABLES)
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from newsletter import __version__
 from newsletter.config import Settings
+from newsletter.content import KnownSegments, load_manifest
 from newsletter.errors import GateFailed, NotFound
-from newsletter.render.gates import GateReport, check_html
 from newsletter.render.eml import preview_message
+from newsletter.render.gates import GateReport, check_html
 from newsletter.render.pipeline import (
     StageTimings,
     Template,
@@ -152,7 +153,6 @@ def _pipeline_versions() -> str:
 def inputs_fingerprint(manifest_path: Path, settings: Settings) -> str:
     """sha256 over the manifest bytes, the article files it uses, the template directory's files,
     the settings used by the template and the versions of the rendering pipeline."""
-    from newsletter.content.manifest import load_manifest
 
     edition = load_manifest(manifest_path, settings)
     return _fingerprint(edition, settings, load_template(settings, edition.template))
@@ -216,13 +216,14 @@ def build_json(result: BuildResult) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def build_edition(manifest_path: Path, settings: Settings, out_dir: Path | None = None) -> BuildResult:
+def build_edition(
+    manifest_path: Path, settings: Settings, out_dir: Path | None = None, *, segments: KnownSegments | None = None
+) -> BuildResult:
     """Build the edition of a manifest into out_dir (default: <project>/build/<edition id>).
     Raises ManifestError on a bad manifest, InputError on a missing template, and GateFailed
     (after writing everything) when any variant fails a gate."""
-    from newsletter.content.manifest import load_manifest
 
-    edition = load_manifest(Path(manifest_path), settings)
+    edition = load_manifest(Path(manifest_path), settings, segments)
     return build_from_edition(edition, settings, out_dir)
 
 

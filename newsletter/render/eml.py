@@ -8,7 +8,7 @@ from the edition and settings, so the file is byte-identical across rebuilds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -21,7 +21,7 @@ SAMPLE_NAME = "Alex Example"
 SAMPLE_EMAIL = "alex@example.org"
 SAMPLE_TOKEN = "sample-token"
 # Used for Date when a variant has no send time: fixed, so previews stay byte-identical.
-FALLBACK_DATE = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
+FALLBACK_DATE = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

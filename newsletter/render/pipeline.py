@@ -13,23 +13,21 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import mjml
 import yaml
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from premailer import Premailer
 
 from newsletter.config import Settings
+from newsletter.content import Article, Edition, VariantSpec
 from newsletter.errors import InputError
+from newsletter.regions import region_name
 from newsletter.render.placeholders import HTML_TOKENS, TEXT_TOKENS, text_tokens_for
 from newsletter.render.plaintext import html_to_text
-from newsletter.regions import region_name
-
-if TYPE_CHECKING:
-    from newsletter.content.articles import Article
-    from newsletter.content.manifest import Edition, VariantSpec
 
 ENTRY = "email.mjml.j2"
 TEXT_ENTRY = "text.j2"
@@ -237,9 +235,6 @@ def mjml_to_html(source: str) -> str:
 
 def inline_css(html: str) -> str:
     """Inline CSS for clients that ignore <style>, keeping <style> for media queries/dark mode."""
-    from premailer import (
-        Premailer,  # imported lazily: premailer pulls in cssutils (slow import)
-    )
 
     transformed = Premailer(
         html,

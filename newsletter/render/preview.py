@@ -107,7 +107,8 @@ def _variant_section(build_dir: Path, segment: str, info: dict[str, Any]) -> str
     articles = ", ".join(str(s) for s in info.get("articles") or ())
     frames = "".join(
         f'<figure><figcaption>{w} px</figcaption>'
-        f'<iframe title="{_e(segment)} at {w} pixels" width="{w}" sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
+        f'<iframe title="{_e(segment)} at {w} pixels" width="{w}" '
+        'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
         f'loading="lazy" srcdoc="{_e(email_html)}"></iframe></figure>'
         for w in WIDTHS
     )

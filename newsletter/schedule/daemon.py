@@ -26,12 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from newsletter.config import Settings
+from newsletter.config import Settings, load_settings
+from newsletter.content import SendWindow, describe
 from newsletter.db import Database, open_database
+from newsletter.delivery import make_transport, send_edition
+from newsletter.errors import DeliveryError
 from newsletter.models import ScheduledSend, ScheduleState
-from newsletter.schedule.planning import ScheduledSendInfo, info_of, set_state
+from newsletter.render import inputs_fingerprint, load_build
 from newsletter.schedule.jobs import JobRegistry, job_id, make_scheduler, register_job
-from newsletter.content.send_times import SendWindow, describe
+from newsletter.schedule.planning import ScheduledSendInfo, info_of, set_state
 
 log = logging.getLogger("newsletter.schedule.planning")
 S = ScheduleState
@@ -48,8 +51,6 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
     """The real delivery: send exactly the frozen build's variant to the segment."""
 
     def deliver(send: ScheduledSendInfo) -> str | None:
-        from newsletter.delivery.send import make_transport, send_edition
-        from newsletter.errors import DeliveryError
 
         reports = send_edition(
             db, settings, send.build_dir, segments=[send.segment],
@@ -101,7 +102,6 @@ def run_job(edition: str, segment: str) -> None:
     """The APScheduler job (stored by reference, with only these two arguments)."""
     global _context
     if _context is None:  # a scheduler process that did not go through run_daemon
-        from newsletter.config import load_settings
 
         _context = context_for(load_settings())
     execute_send(_context, edition, segment)
@@ -115,7 +115,6 @@ def _load(db: Database, edition: str, segment: str) -> ScheduledSend | None:
 
 def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | None:
     """Why the approved build can no longer be sent as approved, or None if it can."""
-    from newsletter.render.build import inputs_fingerprint, load_build
 
     try:
         fingerprint = inputs_fingerprint(send.manifest_path, settings)

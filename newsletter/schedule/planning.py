@@ -17,26 +17,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from newsletter.config import Settings
-from newsletter.db import Database
-from newsletter.errors import NotFound, ScheduleError
-from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
-from newsletter.schedule.jobs import JobRegistry, job_id
-
-if TYPE_CHECKING:
-    from newsletter.render.build import BuildInfo
-    from newsletter.content.manifest import VariantSpec
-from newsletter.content.send_times import (
+from newsletter.content import (
     SendWindow,
+    VariantSpec,
     describe,
+    load_manifest,
     parse_send_time,
     require_future,
     zone,
 )
+from newsletter.db import Database
+from newsletter.errors import NotFound, ScheduleError
+from newsletter.members import defined_segments, load_segments
+from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
+from newsletter.render import BuildResult as BuildInfo
+from newsletter.render import build_edition, inputs_fingerprint, load_build
+from newsletter.schedule.jobs import JobRegistry, job_id
 
 log = logging.getLogger("newsletter.schedule.planning")
 
@@ -139,7 +140,6 @@ def plan_sends(
 def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[BuildInfo, str]:
     """Build the edition into build/scheduled/<edition>/<fingerprint>/ (never changed once
     written; same inputs reuse it). Returns (the checked build, inputs fingerprint)."""
-    from newsletter.render.build import build_edition, inputs_fingerprint, load_build
 
     fingerprint = inputs_fingerprint(manifest_path, settings)
     root = settings.project_dir / "build" / "scheduled" / edition_id
@@ -174,11 +174,10 @@ def schedule_edition(
 ) -> list[ScheduledSendInfo]:
     """Validate, build and gate the edition, freeze the build, and put each segment on the clock.
     Scheduling again replaces earlier rows and jobs (unless sending or sent)."""
-    from newsletter.content.manifest import load_manifest
 
     now = now or datetime.now(UTC)
     manifest_path = Path(manifest_path).resolve()
-    edition = load_manifest(manifest_path, settings)
+    edition = load_manifest(manifest_path, settings, defined_segments(settings.project_dir))
     send_window = SendWindow.parse(window) if window else None
     plans = plan_sends(edition.variants, segments=segments, at=at, window=send_window, now=now)
     with db.session() as session:
@@ -245,7 +244,6 @@ def schedule_edition(
 def audience_estimates(db: Database, settings: Settings, segments: set[str]) -> dict[str, int]:
     """Active subscribers per segment now (the audience is frozen only when sending starts)."""
     try:
-        from newsletter.members.segments import load_segments
 
         segment_set = load_segments(settings.path("subscribers/segments.yaml"))
     except Exception as exc:  # no segments module or file yet: no estimate

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
 from newsletter.delivery.transports.base import Transport
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.delivery.transports.outbox import OutboxTransport
+from newsletter.delivery.transports.sendgrid import SendGridTransport
+from newsletter.errors import ConfigError
 
 
 def make_transport(settings: Settings, name: str | None = None, *, outbox_dir: Path | None = None) -> Transport:
@@ -18,14 +21,12 @@ def make_transport(settings: Settings, name: str | None = None, *, outbox_dir: P
     if choice == "auto":
         choice = "sendgrid" if key else "outbox"
     if choice == "outbox":
-        from newsletter.delivery.transports.outbox import OutboxTransport
 
         directory = settings.path(outbox_dir) if outbox_dir else settings.resolved_outbox_dir
         outbox = OutboxTransport(directory)
         outbox.check_writable()  # a wrong --outbox fails here, before any audience is frozen
         return outbox
     if choice == "sendgrid":
-        from newsletter.delivery.transports.sendgrid import SendGridTransport
 
         if not key:
             raise ConfigError(
@@ -34,7 +35,6 @@ def make_transport(settings: Settings, name: str | None = None, *, outbox_dir: P
             )
         return SendGridTransport(key, settings.sendgrid_host, settings.request_timeout)
     if choice == "memory":
-        from newsletter.delivery.transports.memory import MemoryTransport
 
         return MemoryTransport()
     raise ConfigError(f"unknown transport {choice!r}", hint="use outbox, sendgrid or memory")

@@ -14,8 +14,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from newsletter.errors import InputError
 from newsletter.delivery.transports.base import ConnectionFailed, MailRequest, TransportResponse
+from newsletter.errors import InputError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -12,19 +12,18 @@ The API key is never logged or put in an error message.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from urllib.parse import urlsplit
 
 from sendgrid import SendGridAPIClient
 
-from newsletter.errors import ConfigError
 from newsletter.delivery.transports.base import (
     ConnectionFailed,
     MailRequest,
     OutcomeUnknown,
     TransportResponse,
 )
+from newsletter.errors import ConfigError
 
 MAIL_SEND_PATH = "/v3/mail/send"
 
@@ -76,7 +75,7 @@ class SendGridTransport:
             try:
                 response = conn.getresponse()
                 body = response.read()
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 raise OutcomeUnknown(f"no answer from {self.host} within {self._timeout:g}s after sending") from exc
             except (OSError, http.client.HTTPException) as exc:
                 raise OutcomeUnknown(
