@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from newsletter.db import (
+    MIGRATIONS_DIR,
     create_db_engine,
     current_revision,
     head_revision,
@@ -31,11 +33,17 @@ def test_models_and_migrations_agree(db) -> None:
             conn, opts={"compare_type": True, "include_object": _ignore_apscheduler}
         )
         diff = compare_metadata(ctx, Base.metadata)
-    assert diff == [], "models changed without a migration: run python -m newsletter.migrations.regenerate"
+    assert diff == [], "models changed without a migration: run python -m newsletter.migrations.regenerate \"what changed\""
 
 
 def _ignore_apscheduler(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
     return not (type_ == "table" and name == "apscheduler_jobs")
+
+
+def test_migrations_form_one_line() -> None:
+    """Two migrations written on parallel branches must be re-chained before merging."""
+    heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
+    assert len(heads) == 1, f"several migration heads {heads}: set down_revision of the newer one"
 
 
 def test_reopening_is_a_no_op_and_keeps_data(db_url: str) -> None:
