@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_console_script_runs(project) -> None:
 def test_exit_codes_raised_by_commands_are_kept(cli) -> None:
     import typer
 
-    from newsletter.cli import app
+    from newsletter.cli.app import app
 
     @app.command("exit-three", hidden=True)
     def _exit_three() -> None:
@@ -69,3 +70,29 @@ def test_exit_codes_raised_by_commands_are_kept(cli) -> None:
         assert cli("exit-three").exit_code == 3
     finally:
         app.registered_commands.pop()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
+@pytest.mark.parametrize("args", [
+    ("subscribers", "export", "--out", "/dev/full"),
+    ("preview", "issues/2026-12.yaml", "--out", "/dev/full"),
+])
+def test_a_full_disk_is_named_not_an_internal_error(cli, project, args) -> None:
+    cli("subscribers", "import", "subscribers/sample.csv")
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert "error: the disk is full" in result.stderr and "internal error" not in result.stderr
+
+
+def test_version_and_help_load_no_stage_and_open_no_database(tmp_path) -> None:
+    """`--version` and `--help` must stay fast: no stage package, no database, no Alembic."""
+    probe = (
+        "import sys; from newsletter.cli import main; main(['--help']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'pydantic') "
+        "or m.startswith(('newsletter.content', 'newsletter.render', 'newsletter.members', "
+        "'newsletter.delivery', 'newsletter.schedule', 'newsletter.db'))), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False,
+                            cwd=tmp_path)
+    assert "Usage" in result.stdout
+    assert result.stderr.strip() == "[]"

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from typer.main import get_command
 
-from newsletter.cli import app
+from newsletter.cli.app import app
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text("utf-8")

@@ -327,7 +327,7 @@ def test_cli_scheduler_run_once_sends_what_is_due(env, cli) -> None:  # type: ig
 
 
 def test_demo_step_schedules_and_cancels_in_a_throwaway_database(env) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.cli.demo_schedule import schedule_demo
+    from newsletter.cli.demo import schedule_demo
 
     settings, db, manifest = env
     lines = schedule_demo(settings, manifest)

@@ -1,12 +1,12 @@
 """The `newsletter` command. Thin: parse options, call library functions, print results.
 
-Each area's commands live in newsletter/commands/<area>.py; this module wires them together and
+Each area's commands live in newsletter/cli/<area>.py; this module wires them together and
 turns NewsletterError into one clear line and an exit code (2 bad input, 1 other failures).
 """
 
 from __future__ import annotations
 
-import sys
+import errno
 from typing import Annotated
 
 import typer
@@ -23,7 +23,7 @@ from newsletter.cli import (
     sends,
     subscribers,
 )
-from newsletter.errors import NewsletterError
+from newsletter.errors import DatabaseError, NewsletterError
 
 app = typer.Typer(
     name="newsletter",
@@ -60,9 +60,35 @@ schedule.register(app)
 database.register(app)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def environment_failure(exc: BaseException) -> NewsletterError | None:
+    """A clear error for a failure of the machine rather than of the tool: a full disk, a
+    read-only or forbidden path, a database that went away in the middle of a command."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return NewsletterError(f"the disk is full{where}", hint="free some space and run the command again")
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        where = f" {exc.filename}" if exc.filename else ""
+        return NewsletterError(f"cannot write{where}: {exc.strerror}", hint="check the path and its permissions")
+    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return DatabaseError(
+            f"the database failed during the command: {str(exc.orig).strip().splitlines()[0]}",
+            hint="check that the database server is running and reachable; then run the command again "
+            "(work already recorded is kept)",
+        )
+    return None
+
+
+def _print_error(exc: NewsletterError) -> int:
+    err_console.print(Text.assemble(("error: ", "bold red"), exc.message))
+    if exc.hint:
+        err_console.print(f"hint: {exc.hint}", markup=False)
+    return exc.exit_code
+
+
+def run(args: list[str]) -> int:
+    """Run the command line `args`; returns the exit status."""
     debug = "--debug" in args
     try:
         result = app(args=args, standalone_mode=False)
@@ -72,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except NewsletterError as exc:
         if debug:
             raise
-        err_console.print(Text.assemble(("error: ", "bold red"), exc.message))
-        if exc.hint:
-            err_console.print(f"hint: {exc.hint}", markup=False)
-        return exc.exit_code
+        return _print_error(exc)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -90,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        known = environment_failure(exc)
+        if known is not None:
+            return _print_error(known)
         err_console.print(
             Text.assemble(("internal error: ", "bold red"), f"{exc.__class__.__name__}: {exc}")
         )

@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from newsletter.cli.common import console, err_console, print_json, settings
-from newsletter.content import filter_articles, import_feed, load_articles
 from newsletter.errors import InputError
 
 DEFAULT_DIR = "issues/articles"
@@ -39,6 +38,8 @@ def list_articles(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List articles, newest first."""
+    from newsletter.content import filter_articles, load_articles
+
     cfg = settings()
     folder = cfg.path(directory)
     if not folder.is_dir():
@@ -67,6 +68,8 @@ def import_articles(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of lines.")] = False,
 ) -> None:
     """Import a feed's items as article files: one line per item (imported/updated/skipped + reason)."""
+    from newsletter.content import import_feed
+
     cfg = settings()
     outcomes = import_feed(feed, cfg.path(directory), timeout=cfg.request_timeout)
     if as_json:  # feed-wide warnings go with every item: the JSON stays a list of items

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli.common import console, settings
-from newsletter.db import safe_url, upgrade_database
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema to this version's head revision."""
+    from newsletter.db import safe_url, upgrade_database
+
     cfg = settings()
     before, head = upgrade_database(cfg.resolved_database_url)
     where = safe_url(cfg.resolved_database_url)

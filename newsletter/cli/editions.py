@@ -9,12 +9,17 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli.common import settings
 from newsletter.errors import GateFailed, InputError, NewsletterError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from newsletter.render import BuildResult
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +30,7 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_command)
 
 
-def _print_gate_results(result: Any) -> None:
+def _print_gate_results(result: BuildResult) -> None:
     """Print each variant's gate results (a BuildResult)."""
     for v in result.variants:
         print(f"{v.segment}: {'FAIL' if v.gates.failed else 'ok'} ({v.size} bytes)")
@@ -112,7 +117,7 @@ def preview_command(
         server.server_close()
 
 
-def _build_table(result: Any) -> Any:
+def _build_table(result: BuildResult) -> Table:
     """A Rich table of a BuildResult: variant, articles, size, gates, paths (no markup in data)."""
     from rich import box
     from rich.table import Table
@@ -173,7 +178,7 @@ def demo_command() -> None:
     from rich.text import Text
 
     from newsletter.cli.common import console
-    from newsletter.cli.demo_steps import run_demo
+    from newsletter.cli.demo import run_demo
     from newsletter.cli.sends import print_reports
 
     report = run_demo(settings())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -15,6 +15,11 @@ from typer.core import TyperGroup
 
 from newsletter.cli.common import console, database, print_json, settings
 
+if TYPE_CHECKING:
+    import click
+
+    from newsletter.schedule import ScheduledSendInfo
+
 SUBCOMMANDS_HELP = ("--help", "-h")
 
 
@@ -22,7 +27,7 @@ class ScheduleGroup(TyperGroup):
     """`schedule` is a group (list, cancel, move, add) whose default command is `add`, so
     `newsletter schedule issues/2026-12.yaml` means `newsletter schedule add issues/2026-12.yaml`."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in SUBCOMMANDS_HELP:
             args = ["add", *args]
         return super().parse_args(ctx, args)
@@ -39,7 +44,7 @@ STATE_STYLE = {"scheduled": "cyan", "sending": "yellow", "sent": "green", "misse
                "cancelled": "dim", "stale": "magenta", "failed": "bold red"}
 
 
-def _table(infos: list[Any]) -> None:
+def _table(infos: list[ScheduledSendInfo]) -> None:
     if not infos:
         console.print("nothing scheduled")
         return

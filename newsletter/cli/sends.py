@@ -7,7 +7,7 @@ segment names, errors from the provider) is printed without Rich markup interpre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -29,8 +29,13 @@ from newsletter.cli.common import (
     print_json,
     settings,
 )
-from newsletter.config import Settings
 from newsletter.errors import DeliveryError, InputError, NewsletterError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from newsletter.config import Settings
+    from newsletter.delivery import AudiencePlan, RunReport
 
 sends_app = typer.Typer(help="Send runs: what was sent, to how many, what failed.", no_args_is_help=True)
 suppressions_app = typer.Typer(help="Bounces, spam reports and unsubscribes kept by SendGrid.", no_args_is_help=True)
@@ -53,7 +58,7 @@ class RichProgress:
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
             console=err_console, transient=False,
         )
-        self.task: Any = None
+        self.task: TaskID | None = None
         self.batches_total = 0
         self.batches_done = 0
 
@@ -98,7 +103,7 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
     return out_dir
 
 
-def _confirm(plan: Any) -> bool:
+def _confirm(plan: AudiencePlan) -> bool:
     table = Table(title=Text(f"Send edition {plan.edition}?"), title_justify="left")
     for column in ("segment", "recipients", "excluded (unsubscribed/bounced/complained/erased)", "note"):
         table.add_column(column, overflow="fold")
@@ -111,7 +116,7 @@ def _confirm(plan: Any) -> bool:
     return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
 
 
-def print_reports(reports: list[Any], as_json: bool, *, after_send: bool = False) -> None:
+def print_reports(reports: list[RunReport], as_json: bool, *, after_send: bool = False) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
         return

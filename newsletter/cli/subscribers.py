@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,12 +19,13 @@ from newsletter.cli.common import (
     settings,
 )
 from newsletter.errors import InputError, SegmentError
-from newsletter.members import imports as importer
-from newsletter.members import privacy, segments, subscribers
+
+if TYPE_CHECKING:
+    from newsletter.members import SegmentSet, SubscriberDetails
 
 subscribers_app = typer.Typer(help="Members: import, export, admin and GDPR requests.",
                               no_args_is_help=True)
-segments_app = typer.Typer(help="Segments defined in subscribers/segments.yaml.", no_args_is_help=True)
+segments_app = typer.Typer(help="Segments defined in subscribers/members.yaml.", no_args_is_help=True)
 
 LARGE_FILE_BYTES = 1 << 20
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -49,22 +50,28 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
 
 
 def _details(first: str | None, last: str | None, org: str | None, region: str | None,
-             member_type: str | None, attrs: list[str] | None) -> subscribers.SubscriberDetails:
-    return subscribers.SubscriberDetails(first, last, org, region, member_type, _pairs(attrs, "--attr"))
+             member_type: str | None, attrs: list[str] | None) -> SubscriberDetails:
+    from newsletter import members
+
+    return members.SubscriberDetails(first, last, org, region, member_type, _pairs(attrs, "--attr"))
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """User data for a Rich table: no markup, no control characters."""
-    return escape(subscribers.display_text(value))
+    from newsletter import members
+
+    return escape(members.display_text(value))
 
 
-def _warn_controls(details: subscribers.SubscriberDetails) -> None:
+def _warn_controls(details: SubscriberDetails) -> None:
+    from newsletter import members
+
     for name in details.controls_removed():
-        err_console.print(f"warning: removed control characters from {subscribers.display_text(name)}",
+        err_console.print(f"warning: removed control characters from {members.display_text(name)}",
                           markup=False)
 
 
-def _show_record(record: dict[str, Any]) -> None:
+def _show_record(record: dict[str, object]) -> None:
     table = Table(show_header=False, box=None)
     for key, value in record.items():
         table.add_row(escape(key), _shown(value))
@@ -84,6 +91,8 @@ def import_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Import members from a spreadsheet (safe to re-run: nothing changes the second time)."""
+    from newsletter import members
+
     progress: Progress | None = None
     task = None
     if not json_ and file.is_file() and file.stat().st_size > LARGE_FILE_BYTES:
@@ -93,7 +102,7 @@ def import_cmd(
         task = progress.add_task("import", total=file.stat().st_size)
     try:
         with database() as db:
-            result = importer.import_file(
+            result = members.import_file(
                 db, file, source=source, mapping=_pairs(map_, "--map"), dry_run=dry_run, report_path=report,
                 progress=(lambda done, total: progress.update(task, completed=done)) if progress else None,
             )
@@ -105,14 +114,14 @@ def import_cmd(
                     "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects]})
         return
     for warning in result.warnings:
-        err_console.print(f"warning: {subscribers.display_text(warning)}", markup=False)
+        err_console.print(f"warning: {members.display_text(warning)}", markup=False)
     table = Table(title="dry run: nothing written" if dry_run else f"imported {escape(file.name)}")
     for name in result.counts():
         table.add_column(name, justify="right")
     table.add_row(*(str(v) for v in result.counts().values()))
     console.print(table)
     for reject in result.rejects[:20]:
-        console.print(f"row {reject.row}: {subscribers.display_text(reject.reason)}", markup=False)
+        console.print(f"row {reject.row}: {members.display_text(reject.reason)}", markup=False)
     if result.rejected > 20:
         console.print(f"… and {result.rejected - 20} more rejected rows", markup=False)
     if result.rejected and report:
@@ -126,18 +135,20 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
 ) -> None:
     """Export members (never erased ones). CSV cells that look like formulas are escaped."""
+    from newsletter import members
+
     if format_ not in ("csv", "json"):
         raise InputError(f"--format {format_!r}: use csv or json")
     cfg = settings()
     where = None
     if segment:
-        seg = segments.load_segments(segments.default_path(cfg.project_dir))
-        where = segments.audience_clause(seg, segment)
-    stream = subscribers.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
+        seg = members.load_segments(members.default_path(cfg.project_dir))
+        where = members.audience_clause(seg, segment)
+    stream = members.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
     try:
         with database(cfg) as db, db.session() as session:
-            writer = subscribers.write_csv if format_ == "csv" else subscribers.write_json
-            count = writer(subscribers.iter_export(session, where), stream)
+            writer = members.write_csv if format_ == "csv" else members.write_json
+            count = writer(members.iter_export(session, where), stream)
     finally:
         if out:
             stream.close()
@@ -153,12 +164,14 @@ def add_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt = N
             consent_version: Annotated[str | None, typer.Option(help="Consent wording version.")] = None,
             json_: JsonOpt = False) -> None:
     """Add one member (active, consent recorded now)."""
+    from newsletter import members
+
     details = _details(first_name, last_name, organisation, region, member_type, attr)
     with database() as db:
         with db.write_session() as session:
-            sub = subscribers.add_subscriber(session, email, details, consent_source=consent_source,
+            sub = members.add_subscriber(session, email, details, consent_source=consent_source,
                                              consent_version=consent_version)
-            record = subscribers.subscriber_record(sub)
+            record = members.subscriber_record(sub)
     _warn_controls(details)
     if json_:
         print_json(record)
@@ -171,10 +184,12 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
                organisation: OrgOpt = None, region: RegionOpt = None, member_type: TypeOpt = None,
                attr: AttrOpt = None) -> None:
     """Change a member's details (never the status)."""
+    from newsletter import members
+
     details = _details(first_name, last_name, organisation, region, member_type, attr)
     with database() as db:
         with db.write_session() as session:
-            changed = subscribers.update_subscriber(session, email, details)
+            changed = members.update_subscriber(session, email, details)
     _warn_controls(details)
     console.print("changed: " + ", ".join(sorted(changed)) if changed else "nothing changed", markup=False)
 
@@ -182,9 +197,11 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
 @subscribers_app.command("show")
 def show_cmd(email: EmailArg, json_: JsonOpt = False) -> None:
     """Show one member."""
+    from newsletter import members
+
     with database() as db:
         with db.session() as session:
-            record = subscribers.subscriber_record(subscribers.find_subscriber(session, email))
+            record = members.subscriber_record(members.find_subscriber(session, email))
     if json_:
         print_json(record)
     else:
@@ -192,12 +209,14 @@ def show_cmd(email: EmailArg, json_: JsonOpt = False) -> None:
 
 
 def _status_change(email: str, action: str, reason: str | None) -> None:
+    from newsletter import members
+
     with database() as db:
         with db.write_session() as session:
             if action == "unsubscribe":
-                changed = subscribers.unsubscribe(session, email, reason=reason or "admin request")
+                changed = members.unsubscribe(session, email, reason=reason or "admin request")
             else:
-                changed = subscribers.resubscribe(session, email, reason=reason or "admin request")
+                changed = members.resubscribe(session, email, reason=reason or "admin request")
     word = "unsubscribed" if action == "unsubscribe" else "resubscribed"
     console.print(f"{email}: {word}" if changed else f"{email}: already {word}", markup=False)
 
@@ -219,11 +238,13 @@ def erase_cmd(email: EmailArg,
               yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
               reason: ReasonOpt = None) -> None:
     """GDPR erasure: delete the member's personal data; keep only a salted hash for suppression."""
+    from newsletter import members
+
     if not yes and not typer.confirm(f"Erase all personal data of {email}? This cannot be undone"):
         raise typer.Abort()
     with database() as db:
         with db.write_session() as session:
-            privacy.erase(session, email, reason=reason or "GDPR erasure request")
+            members.erase(session, email, reason=reason or "GDPR erasure request")
     console.print(f"{email}: erased (address suppressed by salted hash)", markup=False)
 
 
@@ -231,13 +252,15 @@ def erase_cmd(email: EmailArg,
 def access_cmd(email: EmailArg,
                out: Annotated[Path | None, typer.Option(help="Write the JSON to this file.")] = None) -> None:
     """GDPR access request: everything held about a member, as JSON."""
+    from newsletter import members
+
     with database() as db:
         with db.session() as session:
-            data = privacy.access(session, email)
+            data = members.access(session, email)
     if out:
         import json
 
-        with subscribers.open_output(out) as stream:
+        with members.open_output(out) as stream:
             stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         err_console.print(f"wrote {out}", markup=False)
     else:
@@ -247,31 +270,37 @@ def access_cmd(email: EmailArg,
 # ---------------------------------------------------------------- segments
 
 
-FileOpt = Annotated[Path | None, typer.Option("--file", help="Segments file (default subscribers/segments.yaml).")]
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Segments file (default subscribers/members.yaml).")]
 
 
-def _segments(file: Path | None) -> segments.SegmentSet:
-    return segments.load_segments(file or segments.default_path(settings().project_dir))
+def _segments(file: Path | None) -> SegmentSet:
+    from newsletter import members
+
+    return members.load_segments(file or members.default_path(settings().project_dir))
 
 
 @segments_app.command("check")
 def check_cmd(file: FileOpt = None) -> None:
     """Check the segments file; errors name file:line:col."""
-    path = file or segments.default_path(settings().project_dir)
-    problems = segments.check_segments(path)
+    from newsletter import members
+
+    path = file or members.default_path(settings().project_dir)
+    problems = members.check_segments(path)
     if problems:
         raise SegmentError(problems, f"{path}: {len(problems)} problem(s)")
-    seg = segments.load_segments(path)
+    seg = members.load_segments(path)
     console.print(f"{path}: {len(seg.names)} segments, ok", markup=False)
 
 
 @segments_app.command("list")
 def list_cmd(file: FileOpt = None, json_: JsonOpt = False) -> None:
     """Each segment: name, rule, and how many active members it would send to."""
+    from newsletter import members
+
     seg = _segments(file)
     with database() as db:
         with db.session() as session:
-            rows = segments.segment_counts(session, seg)
+            rows = members.segment_counts(session, seg)
     if json_:
         print_json(rows)
         return
@@ -286,12 +315,14 @@ def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
                      limit: Annotated[int, typer.Option(help="Members to list.")] = 50,
                      file: FileOpt = None, json_: JsonOpt = False) -> None:
     """A segment's rule, member count and first members."""
+    from newsletter import members
+
     seg = _segments(file)
     with database() as db:
         with db.session() as session:
-            count = segments.count_members(session, seg, name)
-            members = [subscribers.subscriber_record(s)
-                       for s in segments.segment_members(session, seg, name, limit)]
+            count = members.count_members(session, seg, name)
+            members = [members.subscriber_record(s)
+                       for s in members.segment_members(session, seg, name, limit)]
     data = {"name": name, "rule": seg.summary(name), "count": count, "members": members}
     if json_:
         print_json(data)

@@ -11,17 +11,23 @@ it can be run any number of times and never touches the project's real database.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
 from newsletter.config import Settings
+from newsletter.content import zone
 from newsletter.db import open_database
-from newsletter.errors import InputError
+from newsletter.delivery import RunReport, make_transport, send_edition
+from newsletter.errors import InputError, ScheduleError
+from newsletter.members import import_sample
+from newsletter.models import utcnow
 from newsletter.render import BuildResult, build_edition
+from newsletter.schedule import cancel, schedule_edition
 
 SAMPLE_MANIFEST = Path("issues") / "2026-12.yaml"
 DEMO_DIR = Path("build") / "demo"
@@ -33,8 +39,8 @@ class DemoReport:
     demo_settings: Settings
     build: BuildResult | None = None
     import_counts: dict[str, int] = field(default_factory=dict)
-    segment_counts: tuple[dict[str, Any], ...] = ()
-    send_reports: tuple[Any, ...] = ()  # newsletter.delivery.send.RunReport
+    segment_counts: tuple[dict[str, object], ...] = ()
+    send_reports: tuple[RunReport, ...] = ()
     outbox_dir: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -51,7 +57,6 @@ def step_build(settings: Settings, report: DemoReport) -> DemoReport:
 
 def step_subscribers(settings: Settings, report: DemoReport) -> DemoReport:
     """Import subscribers/sample.csv into the demo database and count every segment."""
-    from newsletter.members import import_sample
 
     db = open_database(report.demo_settings.resolved_database_url)
     try:
@@ -63,7 +68,6 @@ def step_subscribers(settings: Settings, report: DemoReport) -> DemoReport:
 
 def step_send(settings: Settings, report: DemoReport) -> DemoReport:
     """Send every variant of the build to the outbox (one JSON request file per batch)."""
-    from newsletter.delivery import make_transport, send_edition
 
     assert report.build is not None, "step_send needs step_build first"
     demo = report.demo_settings
@@ -79,9 +83,32 @@ def step_send(settings: Settings, report: DemoReport) -> DemoReport:
 
 def step_schedule(settings: Settings, report: DemoReport) -> DemoReport:
     """Schedule the sample edition (in a throw-away database) and cancel it again."""
-    from newsletter.cli.demo_schedule import schedule_demo
-
     return replace(report, notes=report.notes + tuple(schedule_demo(settings, report.manifest)))
+
+
+def _tomorrow_0800(settings: Settings) -> datetime:
+    """Tomorrow 08:00 local, naive (read in the manifest's zone when scheduled)."""
+    local = utcnow().astimezone(zone(settings.timezone)) + timedelta(days=1)
+    return local.replace(hour=8, minute=0, second=0, microsecond=0, tzinfo=None)
+
+
+def schedule_demo(settings: Settings, manifest: Path) -> list[str]:
+    """Lines describing what was scheduled (and then cancelled)."""
+    with tempfile.TemporaryDirectory(prefix="newsletter-demo-") as tmp:
+        scratch = settings.model_copy(update={"database_url": f"sqlite:///{Path(tmp) / 'demo.db'}"})
+        db = open_database(scratch.resolved_database_url)
+        try:
+            try:
+                infos = schedule_edition(db, scratch, manifest)
+            except ScheduleError:  # the sample's send_at has passed: use tomorrow 08:00
+                infos = schedule_edition(db, scratch, manifest, at=_tomorrow_0800(settings))
+            lines = [f"scheduled {i.edition}:{i.segment} for {i.local_time}" for i in infos]
+            cancelled = cancel(db, scratch, infos[0].edition)
+            lines.append(f"cancelled all {len(cancelled)} again (demo database only); "
+                         "`newsletter schedule issues/2026-12.yaml` does it for real")
+        finally:
+            db.dispose()
+    return lines
 
 
 STEPS: tuple[DemoStep, ...] = (step_build, step_subscribers, step_send, step_schedule)
