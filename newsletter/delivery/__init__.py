@@ -25,6 +25,7 @@ from newsletter.delivery.tokens import (
 from newsletter.delivery.transports import (
     ConnectionFailed,
     MailRequest,
+    MemoryTransport,
     OutcomeUnknown,
     Transport,
     TransportResponse,
@@ -37,6 +38,7 @@ __all__ = [
     "AudiencePlan",
     "ConnectionFailed",
     "MailRequest",
+    "MemoryTransport",
     "OutcomeUnknown",
     "ProgressSink",
     "RunReport",

@@ -8,10 +8,12 @@ from newsletter.delivery.transports.base import (
     TransportResponse,
 )
 from newsletter.delivery.transports.factory import make_transport
+from newsletter.delivery.transports.memory import MemoryTransport
 
 __all__ = [
     "ConnectionFailed",
     "MailRequest",
+    "MemoryTransport",
     "OutcomeUnknown",
     "Transport",
     "TransportResponse",
