@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -219,6 +220,35 @@ class Batch(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BatchAudit(Base):
+    """Every change a person or the webhook made to a batch's state (marked delivered, re-queued):
+    when, who, why. Kept after the run finishes; no personal data."""
+
+    __tablename__ = "batch_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))  # "cli:ann", "webhook", "console:ann"
+    action: Mapped[str] = mapped_column(String(40))  # "mark-delivered", "resend"
+    old_status: Mapped[str] = mapped_column(String(20))
+    new_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class RateLimit(Base):
+    """A request rate shared by every sender and daemon on this database: the earliest time (Unix
+    seconds, on the database's clock) at which the next request may start. Each request moves it
+    on by 1/rate; a 429 moves it to the end of SendGrid's pause."""
+
+    __tablename__ = "rate_limits"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 # ---------------------------------------------------------------- scheduling

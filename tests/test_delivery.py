@@ -41,10 +41,14 @@ def test_every_active_member_gets_one_variant_and_excluded_are_counted(setup, db
     assert by_segment["wales"].excluded == {"unsubscribed": 2, "bounced": 1, "complained": 1, "erased": 0}
     assert all(r.status == "finished" and r.uncertain == 0 for r in reports)
     # each request is one variant, at most batch_size personalizations, segment in custom_args
+    run_ids = {r.segment: str(r.run_id) for r in reports}
     for request in transport.delivered:
         body = request.json()
         assert len(body["personalizations"]) <= 10
         assert {p["custom_args"]["segment"] for p in body["personalizations"]} == {request.segment}
+        # events carry the run and batch, so SendGrid's events can be tied back to this batch
+        assert {(p["custom_args"]["run"], p["custom_args"]["batch"]) for p in body["personalizations"]} == {
+            (run_ids[request.segment], str(request.batch_seq))}
         assert body["categories"] == ["2026-12", request.segment]
         assert "-first_name-" in body["content"][1]["value"]
 

@@ -48,6 +48,16 @@ def test_fast_builder_matches_official_helper(sandbox: bool, tracking: bool, rep
     assert ("mail_settings" in expected) == sandbox
 
 
+def test_custom_args_name_the_run_and_batch() -> None:
+    options = MessageOptions("https://news.example.org/", b"secret")
+    body = json.loads(MailBuilder(VARIANT, options, run_id=7).body(RECIPIENTS, batch=12))
+    assert body == helper_mail(VARIANT, options, RECIPIENTS, run_id=7, batch=12).get()
+    assert [p["custom_args"] for p in body["personalizations"]][0] == {
+        "edition": "2026-12", "segment": "wales", "run": "7", "batch": "12", "subscriber_id": "1"}
+    with pytest.raises(ValueError):
+        MailBuilder(VARIANT, options, run_id=7).body(RECIPIENTS)  # a run's request always names its batch
+
+
 def test_builder_refuses_more_than_1000() -> None:
     builder = MailBuilder(VARIANT, MessageOptions("https://x.org", b"s"))
     with pytest.raises(ValueError):

@@ -226,6 +226,72 @@ def sends_show(
     print_reports(reports, as_json)
 
 
+@sends_app.command("batches")
+def sends_batches(
+    run: Annotated[int, typer.Argument(help="The run id (see `sends list`).")],
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only batches in this state: pending, in_flight, accepted, failed, uncertain.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The batches of one run: state, recipients, attempts, HTTP status, SendGrid message id, reason."""
+    from newsletter.delivery import list_batches
+
+    with database() as db:
+        batches = list_batches(db, run, state)
+    if as_json:
+        print_json([b.as_dict() for b in batches])
+        return
+    if not batches:
+        console.print(f"run {run} has no {state} batches", markup=False)
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("batch", "state", "recipients", "attempts", "http", "message id", "reason"):
+        table.add_column(column, overflow="fold")
+    for b in batches:
+        table.add_row(str(b.seq), b.status, f"{b.recipients:,}", str(b.attempts), str(b.response_status or "-"),
+                      Text(b.message_id or "-"), Text(b.last_error or ""))
+    console.print(table)
+
+
+@sends_app.command("resolve")
+def sends_resolve(
+    run: Annotated[int, typer.Argument(help="The run id (see `sends list`).")],
+    batch: Annotated[int, typer.Argument(help="The batch number (see `sends batches RUN`).")],
+    delivered: Annotated[bool, typer.Option(
+        "--delivered", help="The batch reached SendGrid (e.g. seen in its Activity feed): never send it again.")] = False,
+    resend: Annotated[bool, typer.Option(
+        "--resend", help="The batch did not reach SendGrid: the next `send` sends it again.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why; kept in the batch audit with your name and the time.")] = "",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Settle one uncertain (or failed) batch by hand; audited."""
+    import getpass
+
+    from newsletter.delivery import get_batch, mark_batch_delivered, requeue_batch
+
+    if delivered == resend:
+        raise InputError("say either --delivered or --resend", hint=f"e.g. newsletter sends resolve {run} {batch} --delivered")
+    if not reason.strip():
+        raise InputError("--reason is required: it is kept in the batch audit",
+                         hint='e.g. --reason "seen in the Activity feed at 09:14"')
+    with database() as db:
+        current = get_batch(db, run, batch)
+        what = "mark as delivered (it will never be sent again)" if delivered else "send again at the next `send`"
+        if not yes and not typer.confirm(
+                f"Batch {batch} of run {run} ({current.recipients:,} recipients, {current.status}): {what}?",
+                default=False, err=True):
+            raise DeliveryError("cancelled: nothing was changed", hint="pass --yes to skip the question")
+        actor = f"cli:{getpass.getuser()}"
+        change = (mark_batch_delivered if delivered else requeue_batch)(db, run, batch, actor=actor, reason=reason)
+    if not change.changed:
+        console.print(f"batch {batch} of run {run} is already {change.new_status}: nothing changed", markup=False)
+    elif delivered:
+        console.print(f"batch {batch} of run {run}: {change.old_status} → delivered (audited)", markup=False)
+    else:
+        console.print(f"batch {batch} of run {run}: {change.old_status} → pending (audited); "
+                      "the next `send` of this edition sends it", markup=False)
+
+
 @suppressions_app.command("sync")
 def suppressions_sync(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Mark members SendGrid has bounced, blocked, reported as spam, found invalid or unsubscribed."""

@@ -5,6 +5,17 @@ request per batch and hand it to a transport, exactly once.
 """
 
 from newsletter.delivery.audience import AudiencePlan, SegmentPlan
+from newsletter.delivery.recovery import (
+    AuditRow,
+    BatchChange,
+    BatchView,
+    batch_audit,
+    batch_of_recipient,
+    get_batch,
+    list_batches,
+    mark_batch_delivered,
+    requeue_batch,
+)
 from newsletter.delivery.send import (
     ProgressSink,
     RunReport,
@@ -36,6 +47,9 @@ __all__ = [
     "PREFERENCES",
     "UNSUBSCRIBE",
     "AudiencePlan",
+    "AuditRow",
+    "BatchChange",
+    "BatchView",
     "ConnectionFailed",
     "MailRequest",
     "MemoryTransport",
@@ -46,10 +60,16 @@ __all__ = [
     "SendInterrupted",
     "Transport",
     "TransportResponse",
+    "batch_audit",
+    "batch_of_recipient",
     "edition_started",
+    "get_batch",
+    "list_batches",
     "list_runs",
     "make_token",
     "make_transport",
+    "mark_batch_delivered",
+    "requeue_batch",
     "run_report",
     "send_edition",
     "token_secret",

@@ -241,7 +241,7 @@ class Sender:
         recipients = [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
         if not recipients:
             return None
-        body = builder.body(recipients)
+        body = builder.body(recipients, claim.seq)
         return MailRequest(builder.variant.edition, builder.variant.segment, claim.seq, body, len(recipients))
 
     def _backoff(self, attempts: int) -> float:

@@ -96,9 +96,12 @@ def _categories(variant: VariantToSend) -> list[str]:
 
 
 def helper_mail(
-    variant: VariantToSend, options: MessageOptions, recipients: Sequence[RecipientRow]
+    variant: VariantToSend, options: MessageOptions, recipients: Sequence[RecipientRow],
+    run_id: int | None = None, batch: int | None = None,
 ) -> Mail:
-    """The request built with the official helper classes (reference implementation)."""
+    """The request built with the official helper classes (reference implementation). With a run
+    id and batch seq, each personalization's custom_args name them too, so SendGrid's events can
+    be tied to the batch that carried them."""
     mail = Mail(
         from_email=From(variant.from_email, variant.from_name),
         subject=variant.subject,
@@ -126,6 +129,9 @@ def helper_mail(
         p.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         p.add_custom_arg(CustomArg("edition", variant.edition))
         p.add_custom_arg(CustomArg("segment", variant.segment))
+        if run_id is not None:
+            p.add_custom_arg(CustomArg("run", str(run_id)))
+            p.add_custom_arg(CustomArg("batch", str(batch)))
         p.add_custom_arg(CustomArg("subscriber_id", str(r.subscriber_id)))
         mail.add_personalization(p, index=len(mail.personalizations or []))
     return mail
@@ -136,9 +142,10 @@ class MailBuilder:
     personalization is written straight to JSON (strings escaped by the json module's own C
     escaper), which is several times faster than building helper objects or dicts per recipient."""
 
-    def __init__(self, variant: VariantToSend, options: MessageOptions) -> None:
+    def __init__(self, variant: VariantToSend, options: MessageOptions, run_id: int | None = None) -> None:
         self.variant = variant
         self.options = options
+        self.run_id = run_id
         shared = helper_mail(variant, options, []).get()
         shared.pop("personalizations", None)
         encoded = json.dumps(shared, separators=(",", ":"))
@@ -147,12 +154,18 @@ class MailBuilder:
         self._unsubscribe_base, self._preferences_base = base + "/u/", base + "/p/"
         self._unsubscribe_token = TokenMaker(options.secret, UNSUBSCRIBE)
         self._preferences_token = TokenMaker(options.secret, PREFERENCES)
-        self._tail = (
-            ',"custom_args":{"edition":' + _escape(variant.edition)
-            + ',"segment":' + _escape(variant.segment) + ',"subscriber_id":"'
-        )
+        self._args = ',"custom_args":{"edition":' + _escape(variant.edition) + ',"segment":' + _escape(variant.segment)
+        if run_id is not None:
+            self._args += f',"run":"{int(run_id)}","batch":"'
 
-    def personalization_json(self, r: RecipientRow) -> str:
+    def _tail(self, batch: int | None) -> str:
+        if self.run_id is None:
+            return self._args + ',"subscriber_id":"'
+        if batch is None:
+            raise ValueError("a builder for a send run needs the batch seq")
+        return f'{self._args}{int(batch)}","subscriber_id":"'
+
+    def personalization_json(self, r: RecipientRow, tail: str) -> str:
         email = _escape(r.email)
         to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
         unsubscribe = self._unsubscribe_base + self._unsubscribe_token(r.subscriber_id)
@@ -164,11 +177,12 @@ class MailBuilder:
             f'"-first_name_html-":{_escape(html.escape(r.first_name))},"-email-":{email},'
             f'"-email_html-":{_escape(html.escape(r.email))},'
             f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
-            f'{self._tail}{r.subscriber_id}"}}}}'
+            f'{tail}{r.subscriber_id}"}}}}'
         )
 
-    def body(self, recipients: Sequence[RecipientRow]) -> bytes:
+    def body(self, recipients: Sequence[RecipientRow], batch: int | None = None) -> bytes:
         if not 1 <= len(recipients) <= MAX_PERSONALIZATIONS:
             raise ValueError(f"a request takes 1 to {MAX_PERSONALIZATIONS} recipients, not {len(recipients)}")
-        people = ",".join([self.personalization_json(r) for r in recipients])
+        tail = self._tail(batch)
+        people = ",".join([self.personalization_json(r, tail) for r in recipients])
         return b'{"personalizations":[' + people.encode("ascii") + self._suffix

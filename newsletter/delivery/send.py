@@ -216,7 +216,7 @@ def send_edition(
         public_base_url=settings.public_base_url, secret=token_secret(db, settings), reply_to=settings.reply_to,
         sandbox=settings.sandbox_mode, click_tracking=settings.click_tracking, open_tracking=settings.open_tracking,
     )
-    builders = {rid: MailBuilder(v, options) for rid, v in zip(run_ids, variants, strict=True)}
+    builders = {rid: MailBuilder(v, options, rid) for rid, v in zip(run_ids, variants, strict=True)}
     sent: dict[int, int] = {rid: 0 for rid in run_ids}
 
     def on_batch(run_id: int, recipients: int, status: str) -> None:
