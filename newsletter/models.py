@@ -97,6 +97,9 @@ class Subscriber(Base):
     region: Mapped[str | None] = mapped_column(String(40))
     member_type: Mapped[str | None] = mapped_column(String(60))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # field -> who last set it ("import:<source>", "cli", "admin:<user>", "member"): an import
+    # never overwrites what a person set (see members/provenance.py)
+    field_sources: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
     status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE, index=True)
     consent_source: Mapped[str | None] = mapped_column(String(200))
     consent_at: Mapped[datetime | None]

@@ -14,7 +14,7 @@ from newsletter.errors import ImportFileError
 from newsletter.members.imports import import_file
 from newsletter.members.privacy import erase
 from newsletter.members.subscribers import find_subscriber, set_status, unsubscribe
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import AuditEntry, Subscriber, SubscriberStatus
 
 MESSY_DIR = Path(__file__).resolve().parent / "data"
 
@@ -282,3 +282,65 @@ def test_xlsx_formula_cells_without_a_cached_value_are_read_as_text(db: Database
     assert eve.last_name == "=1+1"
     assert import_file(db, cached).updated == 1
     assert members(db)["eve@example.org"].last_name == "2"
+
+
+CRM = "Email,First name,Region,Joined\nann@example.org,Ann,London,08/02/2024\nbob@example.org,Bob,Wales,2023-01-31\n"
+
+
+def test_a_reimport_keeps_what_an_admin_set_and_reports_it(cli, project: Path, tmp_path: Path) -> None:
+    crm = tmp_path / "crm.csv"
+    crm.write_text(CRM, "utf-8")
+    assert cli("subscribers", "import", str(crm)).exit_code == 0
+    assert cli("subscribers", "update", "ann@example.org", "--region", "Scotland").exit_code == 0
+    report = tmp_path / "report.csv"
+    again = cli("subscribers", "import", str(crm), "--json", "--report", str(report))
+    data = json.loads(again.stdout)
+    assert (data["updated"], data["unchanged"], data["kept_manual"]) == (0, 2, 1)
+    assert any("kept what a person set for 1 member" in w for w in data["warnings"])
+    assert data["changes"] == [{"row": 2, "email": "ann@example.org", "kept": True,
+                                "fields": [{"field": "region", "old": "scotland", "new": "london"}]}]
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[1][:2] == ["2", "kept what a person set: region = scotland (the file says london); "
+                                "--overwrite-manual replaces it"]
+    shown = json.loads(cli("subscribers", "show", "ann@example.org", "--json").stdout)
+    assert shown["region"] == "scotland"
+    forced = json.loads(cli("subscribers", "import", str(crm), "--json", "--overwrite-manual").stdout)
+    assert forced["updated"] == 1
+    assert json.loads(cli("subscribers", "show", "ann@example.org", "--json").stdout)["region"] == "london"
+
+
+def test_an_import_that_changes_a_member_is_audited_with_old_and_new(db: Database, tmp_path: Path) -> None:
+    crm = tmp_path / "crm.csv"
+    crm.write_text(CRM, "utf-8")
+    import_file(db, crm, source="crm-nov")
+    crm.write_text(CRM.replace("Bob,Wales", "Robert,North West"), "utf-8")
+    report = tmp_path / "changes.csv"
+    result = import_file(db, crm, source="crm-dec", report_path=report)
+    assert result.updated == 1
+    (change,) = result.changes
+    assert [(f.field, f.old, f.new) for f in change.changes] == [
+        ("first_name", "Bob", "Robert"), ("region", "wales", "north-west")]
+    with db.session() as session:
+        bob = session.scalar(select(Subscriber).where(Subscriber.email == "bob@example.org"))
+        trail = [(a.actor, a.action, a.reason) for a in session.scalars(
+            select(AuditEntry).where(AuditEntry.subscriber_id == bob.id).order_by(AuditEntry.id))]
+    assert trail[-1] == ("import:crm-dec", "update", "changed: first_name, region (wales → north-west)")
+    assert bob.field_sources == {"first_name": "import:crm-dec", "region": "import:crm-dec"}
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        assert list(csv.reader(f))[1][:2] == ["3", "updated first_name: Bob → Robert; region: wales → north-west"]
+
+
+def test_ambiguous_day_month_dates_are_reported_and_can_be_read_month_first(db: Database, tmp_path: Path) -> None:
+    crm = tmp_path / "crm.csv"
+    crm.write_text(CRM, "utf-8")
+    result = import_file(db, crm)
+    assert result.ambiguous_dates == 1
+    assert any("row 2: 08/02/2024 was read day first (UK) as 08 February 2024" in w and "--dates mdy" in w
+               for w in result.warnings)
+    assert members(db)["ann@example.org"].joined_at.date().isoformat() == "2024-02-08"
+    again = import_file(db, crm, date_order="mdy")
+    assert again.updated == 1
+    assert members(db)["ann@example.org"].joined_at.date().isoformat() == "2024-08-02"
+    crm.write_text("Email,Joined\ncat@example.org,31/01/2024\n", "utf-8")
+    assert import_file(db, crm).ambiguous_dates == 0  # 31 can only be a day

@@ -21,6 +21,7 @@ from newsletter.members.subscribers import (
     iter_export,
     normalise_email,
     resubscribe,
+    search_subscribers,
     unsubscribe,
     update_subscriber,
     write_csv,
@@ -66,7 +67,7 @@ def test_add_update_unsubscribe_resubscribe_with_audit(db: Database) -> None:
                  for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert trail == [
         ("cli", "create", None, "active", "added"),
-        ("cli", "update", None, None, "changed: attributes, last_name"),
+        ("cli", "update", None, None, "changed: attributes.x, last_name"),
         ("cli", "status", "active", "unsubscribed", "member asked by phone"),
         ("cli", "status", "unsubscribed", "active", "rejoined at conference"),
     ]
@@ -151,3 +152,61 @@ def test_cli_unwritable_output_paths_are_input_errors(  # type: ignore[no-untype
     access = cli("subscribers", "access", "a@example.org", "--out", str(missing))
     assert access.exit_code == 2 and f"cannot write {missing}" in access.stderr
     assert not missing.parent.exists()
+
+
+def test_change_email_keeps_the_member_and_refuses_a_taken_or_erased_address(cli, project) -> None:
+    cli("subscribers", "import", "subscribers/sample.csv")
+    first = json.loads(cli("subscribers", "list", "--json", "--limit", "2").stdout)["members"]
+    ann, other = first[0], first[1]
+    result = cli("subscribers", "change-email", ann["email"], "Ann.New@Example.ORG")
+    assert result.exit_code == 0, result.stderr
+    moved = json.loads(cli("subscribers", "show", "ann.new@example.org", "--json").stdout)
+    assert (moved["id"], moved["region"], moved["consent"]) == (ann["id"], ann["region"], ann["consent"])
+    assert moved["email"] == "Ann.New@example.org"
+    assert cli("subscribers", "show", ann["email"]).exit_code == 2
+    taken = cli("subscribers", "change-email", "ann.new@example.org", other["email"])
+    assert taken.exit_code == 2 and "already another member's address" in taken.stderr
+    cli("subscribers", "add", "gone@example.org")
+    cli("subscribers", "erase", "gone@example.org", "--yes")
+    erased = cli("subscribers", "change-email", "ann.new@example.org", "gone@example.org")
+    assert erased.exit_code == 2 and "was erased" in erased.stderr
+    access = json.loads(cli("subscribers", "access", "ann.new@example.org").stdout)
+    assert access["audit"][-1]["action"] == "email" and "@" not in access["audit"][-1]["reason"]
+
+
+def test_list_finds_members_by_name_organisation_region_and_status(cli, project) -> None:
+    cli("subscribers", "import", "subscribers/sample.csv")
+    everyone = json.loads(cli("subscribers", "list", "--json", "--limit", "1000").stdout)
+    assert everyone["total"] == 40 == len(everyone["members"])
+    someone = everyone["members"][7]
+    by_name = json.loads(cli("subscribers", "list", "--json", "--search",
+                             f"{someone['first_name']} {someone['last_name']}".upper()).stdout)
+    assert someone["email"] in [m["email"] for m in by_name["members"]]
+    org = someone["organisation"]
+    by_org = json.loads(cli("subscribers", "list", "--json", "--search", org[2:9].lower()).stdout)
+    assert by_org["members"] and all(org[2:9].lower() in (m["organisation"] or "").lower()
+                                     or org[2:9].lower() in m["email"].lower()
+                                     or org[2:9].lower() in f"{m['first_name']} {m['last_name']}".lower()
+                                     for m in by_org["members"])
+    wales = json.loads(cli("subscribers", "list", "--json", "--region", "Cymru").stdout)
+    assert wales["total"] and all(m["region"] == "wales" for m in wales["members"])
+    cli("subscribers", "unsubscribe", someone["email"])
+    gone = json.loads(cli("subscribers", "list", "--json", "--status", "unsubscribed").stdout)
+    assert [m["email"] for m in gone["members"]] == [someone["email"]]
+    assert json.loads(cli("subscribers", "list", "--json", "--search", "100%_").stdout)["total"] == 0
+    page2 = json.loads(cli("subscribers", "list", "--json", "--limit", "10", "--offset", "10").stdout)
+    assert [m["email"] for m in page2["members"]] == [m["email"] for m in everyone["members"][10:20]]
+    bad = cli("subscribers", "list", "--status", "sleeping")
+    assert bad.exit_code == 2 and "unknown status" in bad.stderr
+
+
+def test_search_is_case_insensitive_on_both_backends(db) -> None:
+    with db.write_session() as session:
+        add_subscriber(session, "Jo.Bloggs@example.org", SubscriberDetails("Jo", "Bloggs", "Fife Council", "scot"))
+        add_subscriber(session, "x_y@example.org", SubscriberDetails("Ann", "Other", "Powys 100% Council", "wales"))
+    with db.session() as session:
+        assert [r["email"] for r in search_subscribers(session, text="jo bloggs").records] == ["Jo.Bloggs@example.org"]
+        assert [r["email"] for r in search_subscribers(session, text="FIFE").records] == ["Jo.Bloggs@example.org"]
+        assert [r["email"] for r in search_subscribers(session, text="100%").records] == ["x_y@example.org"]
+        assert search_subscribers(session, text="x%y").total == 0
+        assert search_subscribers(session, region="Scotland").total == 1

@@ -87,12 +87,21 @@ def import_cmd(
     source: Annotated[str | None, typer.Option(help="Name of the source (audit log, consent).")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="COLUMN=field (repeatable).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, write nothing.")] = False,
-    report: Annotated[Path | None, typer.Option(help="Write rejected rows to this CSV file.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write every rejected row, and every changed field (old → new), to this CSV file.")] = None,
+    overwrite_manual: Annotated[bool, typer.Option(
+        "--overwrite-manual", help="Also replace values a person set (by default an import keeps them).")] = False,
+    dates: Annotated[str, typer.Option(
+        help="How slashed dates are written: dmy (31/01/2024, the default) or mdy (01/31/2024).")] = "dmy",
     json_: JsonOpt = False,
 ) -> None:
-    """Import members from a spreadsheet (safe to re-run: nothing changes the second time)."""
+    """Import members from a spreadsheet (safe to re-run: nothing changes the second time).
+
+    Values an admin or the member set are kept unless --overwrite-manual; the report lists them."""
     from newsletter import members
 
+    if dates not in ("dmy", "mdy"):
+        raise InputError(f"--dates {dates!r}: use dmy (31/01/2024) or mdy (01/31/2024)")
     progress: Progress | None = None
     task = None
     if not json_ and file.is_file() and file.stat().st_size > LARGE_FILE_BYTES:
@@ -104,14 +113,19 @@ def import_cmd(
         with database() as db:
             result = members.import_file(
                 db, file, source=source, mapping=_pairs(map_, "--map"), dry_run=dry_run, report_path=report,
+                overwrite_manual=overwrite_manual, date_order="mdy" if dates == "mdy" else "dmy",
                 progress=(lambda done, total: progress.update(task, completed=done)) if progress else None,
             )
     finally:
         if progress:
             progress.stop()
     if json_:
-        print_json({**result.counts(), "dry_run": dry_run, "warnings": result.warnings,
-                    "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects]})
+        print_json({**result.counts(), "kept_manual": result.kept_manual, "dry_run": dry_run,
+                    "warnings": result.warnings,
+                    "rejects": [{"row": r.row, "reason": r.reason} for r in result.rejects],
+                    "changes": [{"row": c.row, "email": c.email, "kept": c.kept,
+                                 "fields": [{"field": f.field, "old": f.old, "new": f.new} for f in c.changes]}
+                                for c in result.changes]})
         return
     for warning in result.warnings:
         err_console.print(f"warning: {members.display_text(warning)}", markup=False)
@@ -124,8 +138,13 @@ def import_cmd(
         console.print(f"row {reject.row}: {members.display_text(reject.reason)}", markup=False)
     if result.rejected > 20:
         console.print(f"… and {result.rejected - 20} more rejected rows", markup=False)
-    if result.rejected and report:
-        console.print(f"rejected rows written to {report}", markup=False)
+    for change in result.changes[:20]:
+        console.print(f"row {change.row}: {members.display_text(change.email)}: "
+                      f"{members.display_text(change.describe())}", markup=False)
+    if len(result.changes) > 20:
+        console.print("… and more changes (--report FILE lists them all)", markup=False)
+    if (result.rejected or result.changes) and report:
+        console.print(f"rejected rows and changes written to {report}", markup=False)
 
 
 @subscribers_app.command("export")
@@ -192,6 +211,49 @@ def update_cmd(email: EmailArg, first_name: FirstOpt = None, last_name: LastOpt 
             changed = members.update_subscriber(session, email, details)
     _warn_controls(details)
     console.print("changed: " + ", ".join(sorted(changed)) if changed else "nothing changed", markup=False)
+
+
+@subscribers_app.command("change-email")
+def change_email_cmd(old: Annotated[str, typer.Argument(help="The member's current address.")],
+                     new: Annotated[str, typer.Argument(help="The new address.")]) -> None:
+    """Change a member's address (history, consent and segment stay; audited)."""
+    from newsletter import members
+
+    with database() as db:
+        with db.write_session() as session:
+            sub = members.change_email(session, old, new)
+            shown = sub.email
+    console.print(f"{members.display_text(old)}: now {members.display_text(shown)}", markup=False)
+
+
+@subscribers_app.command("list")
+def list_members_cmd(
+    search: Annotated[str | None, typer.Option(help="Text in the address, name or organisation (any case).")] = None,
+    region: RegionOpt = None,
+    status: Annotated[str | None, typer.Option(
+        help="active, unsubscribed, bounced, complained or erased (default: all but erased).")] = None,
+    limit: Annotated[int, typer.Option(help="Members per page.", min=1, max=10_000)] = 50,
+    offset: Annotated[int, typer.Option(help="Members to skip (the next page starts at offset + limit).", min=0)] = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """Find members by address, name or organisation, region and status."""
+    from newsletter import members
+
+    with database() as db:
+        with db.session() as session:
+            page = members.search_subscribers(session, text=search, region=region, status=status,
+                                              limit=limit, offset=offset)
+    if json_:
+        print_json({"total": page.total, "offset": page.offset, "members": list(page.records)})
+        return
+    table = Table("email", "name", "organisation", "region", "type", "status",
+                  title=f"{page.total} member{'s' if page.total != 1 else ''}"
+                  + (f" (showing {offset + 1}–{offset + len(page.records)})" if page.total > len(page.records) else ""))
+    for m in page.records:
+        full = " ".join(str(p) for p in (m["first_name"], m["last_name"]) if p)
+        table.add_row(*(_shown(v) for v in (m["email"], full, m["organisation"], m["region"],
+                                            m["member_type"], m["status"])))
+    console.print(table)
 
 
 @subscribers_app.command("show")

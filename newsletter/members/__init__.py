@@ -4,8 +4,9 @@ exports, segments (rules compiled to SQL), GDPR requests and provider suppressio
 The store does not send: delivery reads who is eligible from here.
 """
 
-from newsletter.members.imports import ImportResult, Reject, import_file, import_sample
+from newsletter.members.imports import Change, ImportResult, Reject, import_file, import_sample
 from newsletter.members.privacy import access, erase
+from newsletter.members.provenance import FieldChange
 from newsletter.members.segments import (
     SegmentSet,
     audience_clause,
@@ -20,14 +21,17 @@ from newsletter.members.segments import (
 from newsletter.members.subscribers import (
     InvalidEmail,
     SubscriberDetails,
+    SubscriberPage,
     add_subscriber,
     audit,
+    change_email,
     display_text,
     find_subscriber,
     iter_export,
     normalise_email,
     open_output,
     resubscribe,
+    search_subscribers,
     set_status,
     subscriber_record,
     unsubscribe,
@@ -43,18 +47,22 @@ from newsletter.members.suppressions import (
 )
 
 __all__ = [
+    "Change",
+    "FieldChange",
     "ImportResult",
     "InvalidEmail",
     "Reject",
     "SegmentSet",
     "SendGridSuppressionClient",
     "SubscriberDetails",
+    "SubscriberPage",
     "SuppressionClient",
     "SyncResult",
     "access",
     "add_subscriber",
     "audience_clause",
     "audit",
+    "change_email",
     "check_segments",
     "count_members",
     "default_path",
@@ -69,6 +77,7 @@ __all__ = [
     "normalise_email",
     "open_output",
     "resubscribe",
+    "search_subscribers",
     "segment_counts",
     "segment_members",
     "set_status",

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from sqlalchemy import String, any_, bindparam, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -30,6 +31,13 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError, InputError
+from newsletter.members.provenance import (
+    FieldChange,
+    audit_reason,
+    field_changes,
+    keep_manual_edits,
+    with_sources,
+)
 from newsletter.members.segments import default_path, load_segments, segment_counts
 from newsletter.members.spreadsheets import SourceRow, open_rows
 from newsletter.members.subscribers import (
@@ -53,9 +61,11 @@ ERASED_REASON = ("address was erased at the member's request (GDPR); it is suppr
                  "cannot be imported")
 _COMPARED = (Subscriber.id, Subscriber.email_key, Subscriber.first_name, Subscriber.last_name,
              Subscriber.organisation, Subscriber.region, Subscriber.member_type, Subscriber.attributes,
-             Subscriber.joined_at)
+             Subscriber.joined_at, Subscriber.field_sources)
+DateOrder = Literal["dmy", "mdy"]
 KEPT_REJECTS = 1000  # rejects kept in memory for display; all go to the report file
 KEPT_WARNINGS = 1000
+KEPT_CHANGES = 1000
 ProgressFn = Callable[[int, int], None]  # (bytes or rows done, total)
 
 
@@ -70,6 +80,23 @@ class Reject:
     email: str
 
 
+@dataclass(frozen=True)
+class Change:
+    """What an import changed in one member (or, kept=True, would have changed over a person's edit)."""
+
+    row: int
+    email: str
+    changes: tuple[FieldChange, ...]
+    kept: bool = False
+
+    def describe(self) -> str:
+        if self.kept:
+            kept = "; ".join(f"{c.field} = {c.old or '(empty)'} (the file says {c.new or '(empty)'})"
+                             for c in self.changes)
+            return f"kept what a person set: {kept}; --overwrite-manual replaces it"
+        return "updated " + "; ".join(c.describe() for c in self.changes)
+
+
 @dataclass
 class ImportResult:
     imported: int = 0
@@ -77,8 +104,11 @@ class ImportResult:
     unchanged: int = 0
     duplicates: int = 0
     rejected: int = 0
+    kept_manual: int = 0  # members with a field a person set that the file would have changed
     rejects: list[Reject] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)  # the first KEPT_CHANGES; all go to the report
     warnings: list[str] = field(default_factory=list)
+    ambiguous_dates: int = 0
     dry_run: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -96,19 +126,33 @@ class _Parsed:
     consent_version: str | None
 
 
-def parse_date(text: str) -> datetime:
-    """ISO dates / datetimes, or UK day-first dates (31/01/2024), as UTC."""
+_SLASHED = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def parse_date(text: str, order: DateOrder = "dmy") -> tuple[datetime, bool]:
+    """(the UTC date, whether it was ambiguous). ISO dates and date-times, or slashed dates read
+    day first (31/01/2024, the UK way) or, with order="mdy", month first. A slashed date whose
+    day and month could be swapped (05/06/2024) is ambiguous: the caller reports it."""
     text = text.strip()
-    for parse in (datetime.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y")):
+    match = _SLASHED.fullmatch(text)
+    if match:
+        first, second, year = (int(g) for g in match.groups())
+        day, month = (first, second) if order == "dmy" else (second, first)
         try:
-            value = parse(text)
+            value = datetime(year, month, day, tzinfo=UTC)
         except ValueError:
-            continue
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    raise ValueError(f"bad date {text!r} (use 2024-01-31 or 31/01/2024)")
+            example = "31/01/2024" if order == "dmy" else "01/31/2024"
+            raise ValueError(f"bad date {text!r} (use 2024-01-31 or {example})") from None
+        return value, first != second and first <= 12 and second <= 12
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        example = "31/01/2024" if order == "dmy" else "01/31/2024"
+        raise ValueError(f"bad date {text!r} (use 2024-01-31 or {example})") from None
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)), False
 
 
-def _parse(row: SourceRow) -> _Parsed:
+def _parse(row: SourceRow, order: DateOrder) -> tuple[_Parsed, bool]:
     values = row.values
     if "__error__" in values:
         raise ValueError(values["__error__"])
@@ -121,9 +165,10 @@ def _parse(row: SourceRow) -> _Parsed:
         region=values.get("region"), member_type=values.get("member_type"),
         attributes=dict(row.attributes),
     ).checked()
-    joined = parse_date(values["joined_at"]) if values.get("joined_at", "").strip() else None
+    joined, ambiguous = (parse_date(values["joined_at"], order) if values.get("joined_at", "").strip()
+                         else (None, False))
     version = (values.get("consent_version") or "").strip() or None
-    return _Parsed(row.number, address.email, address.key, details, joined, version)
+    return _Parsed(row.number, address.email, address.key, details, joined, version), ambiguous
 
 
 def _fill_blanks(first: SubscriberDetails, later: SubscriberDetails) -> SubscriberDetails:
@@ -135,8 +180,11 @@ def _fill_blanks(first: SubscriberDetails, later: SubscriberDetails) -> Subscrib
 
 class _Importer:
     def __init__(self, db: Database, source: str, dry_run: bool, report: IO[str] | None,
-                 header: list[str]) -> None:
+                 header: list[str], *, overwrite_manual: bool = False, date_order: DateOrder = "dmy") -> None:
         self.db, self.source, self.dry_run = db, source, dry_run
+        self.overwrite_manual, self.date_order = overwrite_manual, date_order
+        self.first_ambiguous: tuple[int, str, datetime] | None = None
+        self.pending_changes: list[Change] = []
         self.result = ImportResult(dry_run=dry_run)
         self.analyzed_at = 0
         self.pending_rejects: list[SourceRow] = []
@@ -153,6 +201,27 @@ class _Importer:
         if self.report:
             self.report.writerow([row.number, reason, *(escape_cell(c) for c in row.raw)])
 
+    def record_change(self, change: Change, row: SourceRow | None) -> None:
+        if len(self.result.changes) < KEPT_CHANGES:
+            self.result.changes.append(change)
+        if self.report:
+            self.report.writerow([change.row, change.describe(), *(escape_cell(c) for c in (row.raw if row else []))])
+
+    def finish(self) -> None:
+        """Warnings about the file as a whole, once every row is read."""
+        if self.first_ambiguous is not None:
+            number, text_value, read_as = self.first_ambiguous
+            order = "day first (UK)" if self.date_order == "dmy" else "month first (US)"
+            other = "mdy" if self.date_order == "dmy" else "dmy"
+            count = self.result.ambiguous_dates
+            self.warn(f"{count} date{'s' if count != 1 else ''} could be read day/month or month/day, e.g. "
+                      f"row {number}: {text_value} was read {order} as {read_as:%d %B %Y}; "
+                      f"if the file writes them the other way, import it again with --dates {other}")
+        if self.result.kept_manual:
+            count = self.result.kept_manual
+            self.warn(f"kept what a person set for {count} member{'s' if count != 1 else ''} where the file "
+                      "differs (see the report); pass --overwrite-manual to replace those values")
+
     def warn(self, message: str) -> None:
         self.warnings_given += 1
         if self.warnings_given <= KEPT_WARNINGS:
@@ -166,10 +235,14 @@ class _Importer:
             if row.cleaned:
                 self.warn(f"row {row.number}: removed control characters from {', '.join(row.cleaned)}")
             try:
-                parsed = _parse(row)
+                parsed, ambiguous = _parse(row, self.date_order)
             except (InputError, ValueError) as exc:
                 self.reject(row, getattr(exc, "message", None) or str(exc))
                 continue
+            if ambiguous:
+                self.result.ambiguous_dates += 1
+                if self.first_ambiguous is None and parsed.joined_at is not None:
+                    self.first_ambiguous = (row.number, row.values["joined_at"].strip(), parsed.joined_at)
             earlier = merged.get(parsed.key)
             token = hash(parsed.key)
             if earlier is None and token not in self.seen:
@@ -198,6 +271,9 @@ class _Importer:
             self.pending_rejects = erased_rows  # reported once the chunk's transaction is done
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
+            changed: list[Change] = []
+            self.pending_changes = changed
+            audits: list[dict[str, Any]] = []
             now = utcnow()
             for digest, item in hashes.items():
                 duplicate_only = item.row < 0
@@ -212,13 +288,26 @@ class _Importer:
                     inserts.append(self._new_row(item, now))
                     continue
                 details = _fill_blanks(self._stored(sub), item.details) if duplicate_only else item.details
-                changes = details.changes(sub)
+                changes: dict[str, Any] = details.changes(sub)
                 if item.joined_at and not duplicate_only and sub.joined_at != item.joined_at:
                     changes["joined_at"] = item.joined_at
-                if changes:
-                    updates.append({"id": sub.id, "updated_at": now, **changes})
+                stored = {name: getattr(sub, name) for name in changes}
+                sources = sub.field_sources or {}
+                kept: list[FieldChange] = []
+                if not self.overwrite_manual:
+                    changes, kept = keep_manual_edits(changes, stored, sources)
+                fields = field_changes(changes, stored)
+                if kept:
+                    self.result.kept_manual += 1
+                    changed.append(Change(abs(item.row), item.email, tuple(kept), kept=True))
+                if fields:
+                    changed.append(Change(abs(item.row), item.email, tuple(fields)))
+                    updates.append({"id": sub.id, "updated_at": now, **changes,
+                                    "field_sources": with_sources(sources, fields, self.source)})
+                    audits.append({"at": now, "subscriber_id": sub.id, "actor": self.source,
+                                   "action": "update", "reason": audit_reason(fields)})
                 if not duplicate_only:
-                    if changes:
+                    if fields:
                         self.result.updated += 1
                     else:
                         self.result.unchanged += 1
@@ -234,6 +323,8 @@ class _Importer:
                 self.result.imported += len(inserts)
             for group in _same_keys(updates):
                 session.execute(update(Subscriber), group)
+            if audits:
+                session.execute(insert(AuditEntry.__table__), audits)
             if self.dry_run:
                 raise _DryRunRollback
 
@@ -254,6 +345,8 @@ class _Importer:
                 continue
             for row in self.pending_rejects:
                 self.reject(row, ERASED_REASON)
+            for change in sorted(self.pending_changes, key=lambda c: c.row):
+                self.record_change(change, rows.get(change.row))
             return
 
     def _one_of(self, column: Any, values: list[str]) -> Any:
@@ -313,14 +406,16 @@ def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 def import_file(db: Database, path: Path, *, source: str | None = None,
                 mapping: dict[str, str] | None = None, dry_run: bool = False,
                 report_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
-                progress: ProgressFn | None = None) -> ImportResult:
+                progress: ProgressFn | None = None, overwrite_manual: bool = False,
+                date_order: DateOrder = "dmy") -> ImportResult:
     """Import a CSV / XLSX file of subscribers. Raises ImportFileError when the file cannot be read
     at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
     actor = f"import:{source or path.name}"
     with open_rows(path, mapping or {}) as reader:
         report = open_output(report_path, "utf-8-sig") if report_path else None
         try:
-            importer = _Importer(db, actor, dry_run, report, reader.header)
+            importer = _Importer(db, actor, dry_run, report, reader.header,
+                                 overwrite_manual=overwrite_manual, date_order=date_order)
             importer.result.warnings.extend(reader.warnings)
             batch: list[SourceRow] = []
             try:
@@ -339,6 +434,7 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
                 importer.chunk(batch)
             if progress:
                 progress(reader.size, reader.size)
+            importer.finish()
         finally:
             if report:
                 report.close()

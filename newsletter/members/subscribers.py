@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.errors import InputError, NotFound
+from newsletter.members.provenance import audit_reason, field_changes, with_sources
 from newsletter.models import (
     AuditEntry,
+    Batch,
+    BatchStatus,
     ErasureTombstone,
     Meta,
+    Recipient,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -260,14 +264,80 @@ def add_subscriber(session: Session, email: str, details: SubscriberDetails, *, 
 
 def update_subscriber(session: Session, email: str, details: SubscriberDetails, *,
                       actor: str = "cli") -> dict[str, Any]:
-    """Change details (never the status). Returns the columns changed."""
+    """Change details (never the status), remembering that `actor` (a person) set them, so a later
+    import keeps them. Returns the columns changed."""
     sub = find_subscriber(session, email)
     changes = details.checked().changes(sub)
+    fields = field_changes(changes, {name: getattr(sub, name) for name in changes})
     for name, value in changes.items():
         setattr(sub, name, value)
-    if changes:
-        audit(session, sub.id, actor, "update", reason="changed: " + ", ".join(sorted(changes)))
+    if fields:
+        sub.field_sources = with_sources(sub.field_sources or {}, fields, actor)
+        audit(session, sub.id, actor, "update", reason=audit_reason(fields))
     return changes
+
+
+def change_email(session: Session, old: str, new: str, *, actor: str = "cli") -> Subscriber:
+    """Give a member a new address, keeping their id, history and consent. Batches of sends not yet
+    delivered go to the new address. Refused when the new address belongs to another member or
+    was erased. The audit row names no address (an erasure must leave none behind)."""
+    sub = find_subscriber(session, old)
+    address = normalise_email(new)
+    if address.key == sub.email_key:
+        if address.email == sub.email:
+            raise InputError(f"{sub.email} already has that address")
+    elif session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.key)) is not None:
+        raise InputError(f"{address.email} is already another member's address",
+                         hint="erase or merge that member first")
+    elif is_erased(session, address.key):
+        raise InputError(f"{address.email} was erased at the member's request and cannot be used again")
+    sub.email, sub.email_key = address.email, address.key
+    sub.field_sources = {**(sub.field_sources or {}), "email": actor}
+    undelivered = select(Batch.id).where(Batch.status.in_([BatchStatus.PENDING.value, BatchStatus.FAILED.value]))
+    session.execute(update(Recipient).where(Recipient.subscriber_id == sub.id, Recipient.batch_id.in_(undelivered))
+                    .values(email=address.email))
+    audit(session, sub.id, actor, "email", reason="email address changed")
+    return sub
+
+
+@dataclass(frozen=True)
+class SubscriberPage:
+    """One page of a member search: the matching members' records and how many match in all."""
+
+    total: int
+    offset: int
+    records: tuple[dict[str, Any], ...]
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_subscribers(session: Session, *, text: str | None = None, region: str | None = None,
+                       status: str | None = None, limit: int = 50, offset: int = 0) -> SubscriberPage:
+    """Members whose address, name or organisation contains `text` (any case), in a region and with
+    a status, ordered by address. Erased members are listed only when asked for by status."""
+    query = select(Subscriber)
+    if text and text.strip():
+        pattern = _like(" ".join(text.lower().split()))
+        full_name = func.lower(func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, ""))
+        query = query.where(or_(*(column.like(pattern, escape="\\") for column in (
+            Subscriber.email_key, full_name, func.lower(func.coalesce(Subscriber.organisation, ""))))))
+    if region:
+        slug = _region(region)
+        if slug is None:
+            raise InputError(f"unknown region {region!r}", hint=f"use one of: {', '.join(REGION_SLUGS)}")
+        query = query.where(Subscriber.region == slug)
+    if status:
+        if status not in {s.value for s in SubscriberStatus}:
+            raise InputError(f"unknown status {status!r}",
+                             hint=f"use one of: {', '.join(s.value for s in SubscriberStatus)}")
+        query = query.where(Subscriber.status == status)
+    else:
+        query = query.where(Subscriber.status != SubscriberStatus.ERASED)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Subscriber.email_key, Subscriber.id).limit(limit).offset(offset))
+    return SubscriberPage(int(total), offset, tuple(subscriber_record(s) for s in rows))
 
 
 def set_status(session: Session, sub: Subscriber, status: SubscriberStatus, *, actor: str,
