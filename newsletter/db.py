@@ -164,6 +164,16 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
         engine.dispose()
 
 
+def database_exists(url: str) -> bool:
+    """False for an SQLite file not created yet (so a read-only command need not create it);
+    a server database is taken to exist (opening it says otherwise)."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return True
+    path = make_url(url).database
+    return not path or path == ":memory:" or Path(path).is_file()
+
+
 def open_database(url: str, *, migrate: bool = True) -> Database:
     try:
         engine = create_db_engine(url)

@@ -19,6 +19,7 @@ from newsletter.errors import GateFailed, InputError, NewsletterError
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from newsletter.config import Settings
     from newsletter.render import BuildResult
 
 
@@ -70,6 +71,26 @@ def check_command(
             raise
     _print_gate_results(result)
     print("gates: all passed")
+    _print_edition_coverage(cfg, [v.segment for v in result.variants])
+
+
+def _print_edition_coverage(cfg: Settings, edition_segments: list[str]) -> None:
+    """Who the edition would reach today, when there is a member database to ask."""
+    from newsletter.cli.common import database
+    from newsletter.cli.sends import print_coverage
+    from newsletter.db import database_exists
+    from newsletter.members import coverage, default_path, load_segments
+
+    path = default_path(cfg.project_dir)
+    if not path.is_file() or not database_exists(cfg.resolved_database_url):
+        print("coverage: not checked (no subscribers/segments.yaml or no member database yet)")
+        return
+    segment_set = load_segments(path)
+    with database(cfg) as db, db.session() as session:
+        reach = coverage(session, segment_set, edition_segments)
+    for s in reach.segments:
+        print(f"{s.segment}: {s.audience:,} active member{'s' if s.audience != 1 else ''} today")
+    print_coverage(reach)
 
 
 def preview_command(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from newsletter.config import Settings
     from newsletter.delivery import AudiencePlan, RunReport
+    from newsletter.members import Coverage
 
 sends_app = typer.Typer(help="Send runs: what was sent, to how many, what failed.", no_args_is_help=True)
 suppressions_app = typer.Typer(help="Bounces, spam reports and unsubscribes kept by SendGrid.", no_args_is_help=True)
@@ -116,6 +117,48 @@ def _confirm(plan: AudiencePlan) -> bool:
     return typer.confirm(f"Send to {plan.audience:,} members?", default=False, err=True)
 
 
+def print_plan(plan: AudiencePlan, as_json: bool) -> None:
+    """`send --dry-run`: the audience per segment, its exclusions, and the edition's coverage."""
+    coverage = plan.coverage
+    if as_json:
+        print_json([{"edition": plan.edition, "segment": s.segment, "status": "dry-run", "audience": s.audience,
+                     "excluded": s.excluded, "frozen": s.frozen,
+                     "claimed_by_earlier": coverage.segment(s.segment).claimed if coverage else {},
+                     "not_in_any_segment": coverage.uncovered if coverage else {}}
+                    for s in plan.segments])
+        return
+    table = Table(title=Text(f"edition {plan.edition}: dry run, nothing sent"), title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for column in ("segment", "audience", "unsubscribed", "bounced", "complained", "erased"):
+        table.add_column(column, justify="left" if column == "segment" else "right", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for s in plan.segments:
+        table.add_row(Text(s.segment), f"{s.audience:,}", *(f"{s.excluded.get(k, 0):,}" for k in EXCLUDED),
+                      "frozen earlier: resumes with this audience" if s.frozen else "")
+    console.print(table)
+    if coverage is not None:
+        print_coverage(coverage)
+
+
+EXCLUDED = ("unsubscribed", "bounced", "complained", "erased")
+
+
+def print_coverage(coverage: Coverage) -> None:
+    """Members claimed by an earlier segment, and members no segment of the edition reaches."""
+    for s in coverage.segments:
+        for earlier, count in s.claimed.items():
+            console.print(Text(f"{s.segment}: {count:,} more member{'s' if count != 1 else ''} match it "
+                               f"but get {earlier}, which comes first"))
+    if any(s.claimed for s in coverage.segments):
+        console.print(Text(f"(order: {', '.join(coverage.order)}; {coverage.rule})"), style="dim")
+    if coverage.uncovered_total:
+        regions = ", ".join(f"{'no region' if r == 'none' else r} {n:,}" for r, n in coverage.uncovered.items())
+        console.print(Text(f"not in any segment of this edition: {coverage.uncovered_total:,} active "
+                           f"member{'s' if coverage.uncovered_total != 1 else ''} ({regions})"))
+    else:
+        console.print("every active member is in a segment of this edition", markup=False)
+
+
 def print_reports(reports: list[RunReport], as_json: bool, *, after_send: bool = False) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
@@ -161,11 +204,16 @@ def send_command(
         "--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
 ) -> None:
     """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
-    from newsletter.delivery import SendInterrupted, make_transport, send_edition, what_is_left
+    from newsletter.delivery import SendInterrupted, make_transport, plan_send, send_edition, what_is_left
 
     cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
     build_dir = _build_dir(manifest, build, cfg)
+    if dry_run:
+        with database(cfg) as db:
+            plan = plan_send(db, cfg, build_dir, segments=segment or None)
+        print_plan(plan, as_json)
+        return
     progress = None if (as_json or dry_run) else RichProgress()
     try:
         with database(cfg) as db:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from newsletter.db import Database
 from newsletter.delivery.requests import MAX_PERSONALIZATIONS, VariantToSend
 from newsletter.errors import DeliveryError
+from newsletter.members import Coverage, eligible
 from newsletter.models import (
     Batch,
     Recipient,
@@ -63,6 +64,7 @@ class AudiencePlan:
 
     edition: str
     segments: tuple[SegmentPlan, ...]
+    coverage: Coverage | None = None  # who the edition reaches, and who it leaves out
 
     @property
     def audience(self) -> int:
@@ -95,12 +97,9 @@ def _excluded(session: Session, clause: ColumnElement[bool]) -> dict[str, int]:
     return counts
 
 
-def _eligible(clause: ColumnElement[bool]) -> ColumnElement[bool]:
-    return clause & (Subscriber.status == SubscriberStatus.ACTIVE.value) & Subscriber.email.is_not(None)
-
-
 def plan_audience(
-    db: Database, edition: str, segments: Sequence[str], assignments: Sequence[Assignment]
+    db: Database, edition: str, segments: Sequence[str], assignments: Sequence[Assignment],
+    coverage: Coverage | None = None,
 ) -> AudiencePlan:
     """Counts per segment (frozen runs report their frozen audience), without writing anything."""
     plans = []
@@ -111,9 +110,9 @@ def plan_audience(
                 plans.append(SegmentPlan(segment, run.audience_count, dict(run.excluded), True))
                 continue
             clause = _clause_for(assignments, segment)
-            count = session.scalar(select(func.count()).select_from(Subscriber).where(_eligible(clause)))
+            count = session.scalar(select(func.count()).select_from(Subscriber).where(eligible(clause)))
             plans.append(SegmentPlan(segment, int(count or 0), _excluded(session, clause)))
-    return AudiencePlan(edition, tuple(plans))
+    return AudiencePlan(edition, tuple(plans), coverage)
 
 
 def _json_object(dialect: str, *pairs: object) -> ColumnElement[object]:
@@ -124,7 +123,7 @@ def _json_object(dialect: str, *pairs: object) -> ColumnElement[object]:
 def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str, clause: ColumnElement[bool], size: int) -> int:
     """Batches for the eligible members, then every recipient with its batch in one INSERT ... SELECT
     (batch = row number // size). Returns the number of recipients."""
-    expected = session.scalar(select(func.count()).select_from(Subscriber).where(_eligible(clause))) or 0
+    expected = session.scalar(select(func.count()).select_from(Subscriber).where(eligible(clause))) or 0
     _add_batches(session, run_id, 0, expected, size)
     first = func.coalesce(func.nullif(func.trim(Subscriber.first_name), ""), FIRST_NAME_FALLBACK)
     full = func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, "")
@@ -134,7 +133,7 @@ def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str
         Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
         _json_object(dialect, "first_name", first).label("subs"),
         ((func.row_number().over(order_by=Subscriber.id) - 1) // size).label("seq"),
-    ).where(_eligible(clause)).subquery()
+    ).where(eligible(clause)).subquery()
     ids = list(session.scalars(select(Batch.id).where(Batch.run_id == run_id).order_by(Batch.seq)))
     if ids and ids[-1] - ids[0] + 1 == len(ids) and all(b > a for a, b in zip(ids, ids[1:], strict=False)):
         # the usual case: the run's batch ids are consecutive, so batch id = first id + seq (no join).

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.delivery.audience import (
+    Assignment,
     AudiencePlan,
     SegmentPlan,
     freeze_audience,
@@ -30,7 +31,7 @@ from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToS
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
-from newsletter.members import load_segments
+from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments
 from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
 from newsletter.render import load_build
 
@@ -133,13 +134,42 @@ def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[Varian
     ]
 
 
-def _assignments(settings: Settings, segments: Sequence[str]) -> list[tuple[str, Any]]:
-
-    segment_set = load_segments(settings.path("subscribers/segments.yaml"))
-    missing = [s for s in segments if s not in segment_set]
+def _segment_rules(settings: Settings, edition_segments: Sequence[str]) -> SegmentSet:
+    segment_set = load_segments(default_path(settings.project_dir))
+    missing = [s for s in edition_segments if s not in segment_set]
     if missing:
         raise InputError(f"segment {missing[0]!r} is not defined in subscribers/segments.yaml")
-    return [(s, segment_set.assigned_clause(s)) for s in segments]
+    return segment_set
+
+
+def _assignments(segment_set: SegmentSet, edition_segments: Sequence[str], chosen: Sequence[str]) -> list[Assignment]:
+    """Each chosen segment's rule, less the members an earlier segment of the whole edition wins
+    (also when its segments are sent one at a time), so dry run and send agree."""
+    order = edition_order(segment_set, edition_segments)
+    return [(s, segment_set.assigned_clause(s, among=order)) for s in chosen]
+
+
+def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: list[str] | None = None) -> AudiencePlan:
+    """What `send` would do, writing nothing: per segment the audience and the exclusions, and the
+    edition's coverage (members claimed by an earlier segment, members no segment reaches)."""
+    edition, variants = load_variants(Path(build_dir), settings)
+    chosen = _chosen(variants, segments, build_dir, edition)
+    edition_segments = [v.segment for v in variants]
+    segment_set = _segment_rules(settings, edition_segments)
+    with db.session() as session:
+        reach = coverage(session, segment_set, edition_segments)
+    return plan_audience(db, edition, [v.segment for v in chosen],
+                         _assignments(segment_set, edition_segments, [v.segment for v in chosen]), reach)
+
+
+def _chosen(variants: list[VariantToSend], segments: list[str] | None, build_dir: Path,
+            edition: str) -> list[VariantToSend]:
+    if not segments:
+        return variants
+    unknown = [s for s in segments if s not in {v.segment for v in variants}]
+    if unknown:
+        raise InputError(f"segment {unknown[0]!r} is not in build {build_dir} (edition {edition})")
+    return [v for v in variants if v.segment in segments]
 
 
 def _report(db: Database, run: SendRun, sent_now: int = 0) -> RunReport:
@@ -194,13 +224,11 @@ def send_edition(
     policy: SendPolicy | None = None,
 ) -> list[RunReport]:
     """Freeze (once) and send the edition built in `build_dir`; see the module docstring."""
-    edition, variants = load_variants(Path(build_dir), settings)
-    if segments:
-        unknown = [s for s in segments if s not in {v.segment for v in variants}]
-        if unknown:
-            raise InputError(f"segment {unknown[0]!r} is not in build {build_dir} (edition {edition})")
-        variants = [v for v in variants if v.segment in segments]
-    assignments = _assignments(settings, [v.segment for v in variants])
+    edition, all_variants = load_variants(Path(build_dir), settings)
+    variants = _chosen(all_variants, segments, build_dir, edition)
+    edition_segments = [v.segment for v in all_variants]
+    assignments = _assignments(_segment_rules(settings, edition_segments), edition_segments,
+                               [v.segment for v in variants])
     plan = plan_audience(db, edition, [v.segment for v in variants], assignments)
     if dry_run:
         return [RunReport(None, edition, p.segment, v.subject, "dry-run", None, p.audience, p.excluded)

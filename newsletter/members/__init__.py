@@ -4,6 +4,7 @@ exports, segments (rules compiled to SQL), GDPR requests and provider suppressio
 The store does not send: delivery reads who is eligible from here.
 """
 
+from newsletter.members.coverage import Coverage, SegmentCoverage, coverage, edition_order
 from newsletter.members.imports import Change, ImportResult, Reject, import_file, import_sample
 from newsletter.members.privacy import access, erase
 from newsletter.members.provenance import FieldChange
@@ -14,6 +15,7 @@ from newsletter.members.segments import (
     count_members,
     default_path,
     defined_segments,
+    eligible,
     load_segments,
     segment_counts,
     segment_members,
@@ -47,6 +49,11 @@ from newsletter.members.suppressions import (
 )
 
 __all__ = [
+    "Coverage",
+    "SegmentCoverage",
+    "coverage",
+    "edition_order",
+    "eligible",
     "Change",
     "FieldChange",
     "ImportResult",

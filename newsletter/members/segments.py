@@ -365,9 +365,16 @@ def defined_segments(project_dir: Path) -> KnownSegments:
         return KnownSegments(None, tuple(exc.problems))
 
 
-def audience_clause(segments: SegmentSet, name: str) -> ColumnElement[bool]:
-    """Who would receive this segment's variant: active members the segment wins."""
-    return and_(Subscriber.status == SubscriberStatus.ACTIVE, segments.assigned_clause(name))
+def eligible(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The one rule for who may be sent anything: members matching `clause` who are active and
+    still have an address. Dry runs, freezes, counts, exports and schedules all use it."""
+    return and_(clause, Subscriber.status == SubscriberStatus.ACTIVE.value, Subscriber.email.is_not(None))
+
+
+def audience_clause(segments: SegmentSet, name: str, among: Iterable[str] | None = None) -> ColumnElement[bool]:
+    """Who would receive this segment's variant: eligible members the segment wins (against the
+    segments in `among`, e.g. an edition's, or else the `priority:` list)."""
+    return eligible(segments.assigned_clause(name, among))
 
 
 def count_members(session: Session, segments: SegmentSet, name: str) -> int:
