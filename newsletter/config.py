@@ -34,18 +34,37 @@ ENV_ALIASES = {
 }
 
 
-def find_project_dir(start: Path | None = None) -> Path:
-    """The project directory: $NEWSLETTER_PROJECT_DIR, else the nearest ancestor of the working
-    directory whose pyproject.toml has a [tool.newsletter] table, else the working directory."""
+def _is_project(folder: Path) -> bool:
+    pyproject = folder / "pyproject.toml"
+    try:
+        return pyproject.is_file() and "[tool.newsletter]" in pyproject.read_text("utf-8", "replace")
+    except OSError:
+        return False
+
+
+def find_project_dir(start: Path | None = None, *, near: Path | None = None) -> Path:
+    """The project directory: $NEWSLETTER_PROJECT_DIR, else the nearest folder at or above the
+    working directory (`start`) whose pyproject.toml has a [tool.newsletter] table, else the
+    nearest such folder above `near` (a file the command was given, e.g. a manifest). ConfigError
+    naming where it looked when there is none."""
     explicit = os.environ.get("NEWSLETTER_PROJECT_DIR")
     if explicit:
         return Path(explicit).resolve()
     here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file() and "[tool.newsletter]" in pyproject.read_text("utf-8", "replace"):
-            return candidate
-    return here
+    searched = [here]
+    if near is not None:
+        given = near.resolve()
+        searched.append(given if given.is_dir() else given.parent)
+    for origin in searched:
+        for candidate in (origin, *origin.parents):
+            if _is_project(candidate):
+                return candidate
+    raise ConfigError(
+        f"no newsletter project in {here} or any folder above it"
+        + (f", nor above {searched[1]}" if len(searched) > 1 else ""),
+        hint="run the command inside the project folder (the one whose pyproject.toml has a "
+        "[tool.newsletter] table, beside issues/ and templates/), or set NEWSLETTER_PROJECT_DIR",
+    )
 
 
 class Settings(BaseModel):
@@ -162,9 +181,10 @@ def _from_environment() -> dict[str, Any]:
     return values
 
 
-def load_settings(project_dir: Path | None = None, **overrides: Any) -> Settings:
-    """Settings for a project directory; keyword overrides (e.g. from CLI options) win over all."""
-    root = (project_dir or find_project_dir()).resolve()
+def load_settings(project_dir: Path | None = None, *, near: Path | None = None, **overrides: Any) -> Settings:
+    """Settings for a project directory (found from the working directory, or from `near`, a file
+    the command was given); keyword overrides (e.g. from CLI options) win over all."""
+    root = (project_dir or find_project_dir(near=near)).resolve()
     values: dict[str, Any] = {"project_dir": root}
     values.update(_from_pyproject(root))
     values.update(_from_environment())

@@ -188,3 +188,37 @@ def test_cli_list_reports_broken_files_and_exits_2(project: Path, cli) -> None: 
     result = cli("articles", "list")
     assert result.exit_code == 2
     assert "issues/articles/broken.md:2:1: error: missing field 'published'" in result.stderr
+
+
+def test_articles_new_writes_a_valid_file_published_now(cli, project) -> None:
+    result = cli("articles", "new", "fife-cloud-pilot", "--title", "Fife <moves> to the cloud",
+                 "--url", "https://www.example.org/news/fife", "--region", "Alba", "--tag", "Cloud",
+                 "--summary", "A council moves its records.")
+    assert result.exit_code == 0, result.stderr
+    path = project / "issues" / "articles" / "fife-cloud-pilot.md"
+    article = load_article(path)
+    assert (article.title, article.regions, article.tags) == ("Fife <moves> to the cloud", ("scotland",), ("cloud",))
+    assert article.published.utcoffset() is not None
+    assert abs((datetime.now(UTC) - article.published).total_seconds()) < 60
+    listed = cli("articles", "list", "--json")
+    assert "fife-cloud-pilot" in [a["slug"] for a in json.loads(listed.stdout)]
+    again = cli("articles", "new", "fife-cloud-pilot", "--title", "x", "--url", "https://x.example")
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert load_article(path).title == "Fife <moves> to the cloud"
+    bad = cli("articles", "new", "other", "--title", "x", "--url", "ftp://x.example", "--region", "Narnia")
+    assert bad.exit_code == 2 and "--url" in bad.stderr and "--regions: unknown region 'Narnia'" in bad.stderr
+    assert not (project / "issues" / "articles" / "other.md").exists()
+
+
+def test_commands_find_the_project_from_below_it_or_say_where_they_looked(cli, project, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("NEWSLETTER_PROJECT_DIR")
+    monkeypatch.chdir(project / "issues" / "articles")
+    assert cli("check", "issues/2026-12.yaml").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    lost = cli("check", "issues/2026-12.yaml")
+    assert lost.exit_code == 2
+    assert f"no newsletter project in {elsewhere.resolve()} or any folder above it" in lost.stderr
+    assert "[tool.newsletter]" in lost.stderr and "unknown template" not in lost.stdout + lost.stderr
+    assert cli("check", str(project / "issues" / "2026-12.yaml")).exit_code == 0

@@ -61,6 +61,34 @@ def list_articles(
     console.print(table)
 
 
+@articles_app.command("new")
+def new_article_cmd(
+    slug: Annotated[str, typer.Argument(help="File name without .md: lower-case letters, digits, hyphens.")],
+    title: Annotated[str, typer.Option(help="The headline (plain text).")],
+    url: Annotated[str, typer.Option(help="The canonical 'continue reading' link (absolute https URL).")],
+    author: Annotated[str | None, typer.Option(help="Who wrote it.")] = None,
+    author_role: Annotated[str | None, typer.Option(help="Their role and organisation.")] = None,
+    summary: Annotated[str | None, typer.Option(help="One or two plain-text sentences.")] = None,
+    image: Annotated[str | None, typer.Option(help="Absolute https URL of an image.")] = None,
+    image_alt: Annotated[str | None, typer.Option(help="What the image shows (for screen readers).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", help="A region it is of interest to (repeatable; none = every region).")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="Article directory.")] = Path(DEFAULT_DIR),
+) -> None:
+    """Write a new article file, published now in the project's time zone; then edit its body."""
+    from newsletter.content import new_article, zone
+    from newsletter.models import utcnow
+
+    cfg = settings()
+    now = utcnow().astimezone(zone(cfg.timezone)).replace(microsecond=0)
+    path = new_article(cfg.path(directory), slug, title=title, url=url, published=now, author=author,
+                       author_role=author_role, summary=summary, image=image, image_alt=image_alt,
+                       tags=tuple(tag or ()), regions=tuple(region or ()), base=cfg.project_dir)
+    shown = path.relative_to(cfg.project_dir) if path.is_relative_to(cfg.project_dir) else path
+    console.print(f"wrote {shown} (published {now.isoformat()}); add it to a manifest's articles", markup=False)
+
+
 @articles_app.command("import")
 def import_articles(
     feed: Annotated[str, typer.Argument(help="RSS 2.0 or Atom feed: a file path or an http(s) URL.")],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -22,11 +23,12 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def settings(**overrides: object) -> Settings:
-    """The project's settings; keyword overrides come from command-line options (None = not given)."""
+def settings(near: Path | None = None, **overrides: object) -> Settings:
+    """The project's settings, found from the working directory or else from `near` (a file the
+    command was given); keyword overrides come from command-line options (None = not given)."""
     from newsletter.config import load_settings
 
-    return load_settings(**overrides)
+    return load_settings(near=near, **overrides)
 
 
 @contextmanager
@@ -39,6 +41,15 @@ def database(cfg: Settings | None = None) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+def manifest_path(cfg: Settings, given: Path) -> Path:
+    """A manifest named on the command line: relative to the working directory as usual, or, when
+    no such file is there, relative to the project folder (`issues/2026-12.yaml` from anywhere in it)."""
+    if given.is_absolute() or given.exists():
+        return given
+    in_project = cfg.project_dir / given
+    return in_project if in_project.exists() else given
 
 
 def print_json(data: object) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from newsletter.cli.common import settings
+from newsletter.cli.common import manifest_path, settings
 from newsletter.errors import GateFailed, InputError, NewsletterError
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ def check_command(
     from newsletter.members import defined_segments
     from newsletter.render import BuildGateFailed, build_edition
 
-    cfg = settings()
+    cfg = settings(near=manifest)
+    manifest = manifest_path(cfg, manifest)
+    manifest = manifest_path(cfg, manifest)
     known = defined_segments(cfg.project_dir)
     problems = check_manifest(manifest, cfg, known)
     for problem in problems:
@@ -108,7 +110,7 @@ def preview_command(
     from newsletter.members import defined_segments
     from newsletter.render import build_edition, serve_preview, write_preview
 
-    cfg = settings()
+    cfg = settings(near=manifest)
     with tempfile.TemporaryDirectory(prefix="newsletter-preview-") as tmp:
         build_dir = Path(tmp)
         failure: NewsletterError | None = None
@@ -180,7 +182,8 @@ def build_command(
     from newsletter.render import BuildGateFailed, build_edition
 
     try:
-        cfg = settings()
+        cfg = settings(near=manifest)
+        manifest = manifest_path(cfg, manifest)
         result = build_edition(manifest, cfg, out_dir=out, segments=defined_segments(cfg.project_dir))
     except BuildGateFailed as exc:
         console.print(_build_table(exc.result))

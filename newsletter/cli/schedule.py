@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from newsletter.cli.common import console, database, print_json, settings
+from newsletter.cli.common import console, database, manifest_path, print_json, settings
 
 if TYPE_CHECKING:
     import click
@@ -78,9 +78,9 @@ def add(
     """Build, gate and freeze the edition, then put each segment on the clock."""
     from newsletter.schedule import schedule_edition
 
-    cfg = settings()
+    cfg = settings(near=manifest)
     with database(cfg) as db:
-        infos = schedule_edition(db, cfg, cfg.path(manifest), segments=segment, at=at, window=window)
+        infos = schedule_edition(db, cfg, manifest_path(cfg, manifest), segments=segment, at=at, window=window)
     if as_json:
         print_json([i.to_json() for i in infos])
         return

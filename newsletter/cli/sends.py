@@ -26,6 +26,7 @@ from newsletter.cli.common import (
     console,
     database,
     err_console,
+    manifest_path,
     print_json,
     settings,
 )
@@ -92,7 +93,7 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
     from newsletter.members import defined_segments
 
     known = defined_segments(cfg.project_dir)
-    edition = load_manifest(cfg.path(manifest), cfg, known)
+    edition = load_manifest(manifest_path(cfg, manifest), cfg, known)
     out_dir = cfg.project_dir / "build" / edition.id
     with database(cfg) as db:
         started = edition_started(db, edition.id)
@@ -100,7 +101,7 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
         # Resuming: send exactly what the first send froze; the build's hashes are checked.
         err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
         return out_dir
-    build_edition(cfg.path(manifest), cfg, out_dir, segments=known)  # raises GateFailed when a gate fails
+    build_edition(manifest_path(cfg, manifest), cfg, out_dir, segments=known)  # raises GateFailed when a gate fails
     return out_dir
 
 
@@ -206,7 +207,7 @@ def send_command(
     """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
     from newsletter.delivery import SendInterrupted, make_transport, plan_send, send_edition, what_is_left
 
-    cfg = settings(sandbox_mode=True if sandbox else None, outbox_dir=outbox)
+    cfg = settings(near=manifest, sandbox_mode=True if sandbox else None, outbox_dir=outbox)
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
     build_dir = _build_dir(manifest, build, cfg)
     if dry_run:

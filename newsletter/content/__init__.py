@@ -10,6 +10,7 @@ from newsletter.content.articles import (
     filter_articles,
     load_article,
     load_articles,
+    new_article,
     parse_article,
     write_article,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "load_articles",
     "load_manifest",
     "load_yaml",
+    "new_article",
     "localise",
     "parse_article",
     "parse_send_time",

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from newsletter.content.yaml_source import parse_yaml
-from newsletter.errors import Problem, ProblemsError
+from newsletter.errors import InputError, Problem, ProblemsError
 from newsletter.regions import REGION_SLUGS, normalise_region
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -209,6 +209,31 @@ def article_text(article: Article) -> str:
     front = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100_000)
     body = article.body.strip()
     return f"---\n{front}---\n" + (f"\n{body}\n" if body else "")
+
+
+def new_article(directory: Path, slug: str, *, title: str, url: str, published: datetime,
+                author: str | None = None, author_role: str | None = None, summary: str | None = None,
+                image: str | None = None, image_alt: str | None = None, tags: tuple[str, ...] = (),
+                regions: tuple[str, ...] = (), base: Path | None = None) -> Path:
+    """Write a new article file `<directory>/<slug>.md` (front matter filled in, empty body) and
+    return its path. InputError naming the field when a value is not valid, or when the slug is
+    taken (an existing file is never replaced)."""
+    name = f"{slug}.md"
+    shown = (directory / name).relative_to(base) if base and (directory / name).is_relative_to(base) else directory / name
+    if not SLUG_RE.match(slug):
+        raise InputError(f"{slug!r} is not a valid slug",
+                         hint="use lower-case letters, digits and hyphens, e.g. council-cloud-pilot")
+    if (directory / name).exists():
+        raise InputError(f"{shown} already exists", hint="choose another slug, or edit that file")
+    try:
+        article = Article(slug=slug, title=title, url=url, published=published, author=author,
+                          author_role=author_role, summary=summary, image=image, image_alt=image_alt,
+                          tags=tags, regions=regions)
+    except ValidationError as exc:
+        problems = [f"--{str(err['loc'][0] if err['loc'] else 'article').replace('_', '-')}: "
+                    f"{err['msg'].removeprefix('Value error, ')}" for err in exc.errors()]
+        raise InputError("; ".join(problems)) from None
+    return write_article(article, directory)
 
 
 def write_article(article: Article, directory: Path) -> Path:
