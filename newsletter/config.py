@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -99,11 +100,45 @@ class Settings(BaseModel):
     request_timeout: float = Field(default=30.0, gt=0)
     retry_backoff_seconds: float = Field(default=1.0, ge=0)  # first retry delay after 5xx / no connection
     retry_backoff_max_seconds: float = Field(default=60.0, ge=0)  # cap of the exponential backoff
-    secret: SecretStr | None = None  # HMAC key for unsubscribe tokens (NEWSLETTER_SECRET)
+    # Member links (unsubscribe, preferences, confirmations) are signed with this secret: it is
+    # NEWSLETTER_SECRET, or the file NEWSLETTER_SECRET_FILE names (mode 0600). Rotation: the old one
+    # becomes secret_previous and keeps checking links until secret_previous_until.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    secret_previous: SecretStr | None = None
+    secret_previous_file: Path | None = None
+    secret_previous_until: datetime | None = None
+
+    # Member web (`newsletter serve`)
+    sendgrid_webhook_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
+    consent_version: str = Field(default="web-1", min_length=1, max_length=40)
+    consent_text: str = Field(
+        default="Yes, send me the digest by email. I can unsubscribe or change my region at any time "
+                "with the links in every email.", min_length=1, max_length=1000)
 
     # Scheduling
     timezone: str = "Europe/London"
     misfire_grace_minutes: int = Field(default=30, ge=0)
+
+    @field_validator("secret_previous_until")
+    @classmethod
+    def _until_is_utc(cls, value: datetime | None) -> datetime | None:
+        """A date or date-time; without a zone it is UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _webhook_key_is_base64(cls, value: str | None) -> str | None:
+        """SendGrid shows the key as base64 (DER, no PEM armour); a pasted PEM block is accepted."""
+        if value is None:
+            return None
+        body = "".join(line for line in value.strip().splitlines() if not line.startswith("-----"))
+        body = "".join(body.split())
+        if not body or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body):
+            raise ValueError("sendgrid_webhook_public_key must be the base64 verification key SendGrid shows")
+        return body
 
     @field_validator("sendgrid_host")
     @classmethod

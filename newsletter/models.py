@@ -2,7 +2,9 @@
 
 Tables:
   subscribers, audit_log, erasure_tombstones, meta         (subscribers issue)
+  signup_requests, limit_counters                           (member web: double opt-in)
   send_runs, recipients, batches                            (delivery issue)
+  delivery_events, archived_variants                        (member web: event webhook, archive)
   scheduled_sends                                           (scheduling issue; APScheduler keeps
                                                              its own `apscheduler_jobs` table)
 """
@@ -105,6 +107,8 @@ class Subscriber(Base):
     consent_at: Mapped[datetime | None]
     consent_version: Mapped[str | None] = mapped_column(String(40))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A member who paused the digest (preferences page) gets no edition until then (stays active).
+    paused_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -140,6 +144,34 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class SignupRequest(Base):
+    """A web sign-up waiting for its confirmation click (double opt-in). Deleted when confirmed
+    or once expired; only a confirmed sign-up creates or reactivates a subscriber."""
+
+    __tablename__ = "signup_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(40))
+    consent_version: Mapped[str] = mapped_column(String(40))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LimitCounter(Base):
+    """A fixed-window counter (sign-up limits) shared by every worker and host. The key is a
+    salted hash, never an address or IP in clear."""
+
+    __tablename__ = "limit_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # ---------------------------------------------------------------- delivery
@@ -252,6 +284,37 @@ class RateLimit(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     next_at: Mapped[float] = mapped_column(Float, default=0.0)
+class DeliveryEvent(Base):
+    """One SendGrid event (Event Webhook), stored once per sg_event_id. No address: the member is
+    named by id, the send by run and batch."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (Index("ix_delivery_events_run_event", "run_id", "event"),)
+
+    sg_event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event: Mapped[str] = mapped_column(String(30))
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    subscriber_id: Mapped[int | None] = mapped_column(BigInteger)
+    machine_open: Mapped[bool] = mapped_column(default=False)  # Apple Mail Privacy Protection
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArchivedVariant(Base):
+    """The HTML of each variant as frozen for sending: the web archive shows it (with neutral
+    values) once the send has started."""
+
+    __tablename__ = "archived_variants"
+    __table_args__ = (UniqueConstraint("edition", "segment"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    edition: Mapped[str] = mapped_column(String(100))
+    segment: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # ---------------------------------------------------------------- scheduling

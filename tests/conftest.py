@@ -29,6 +29,10 @@ PG_ENV = "NEWSLETTER_TEST_POSTGRES_URL"
 for _name in list(os.environ):
     if _name.startswith("NEWSLETTER_") and _name != PG_ENV or _name.startswith("SENDGRID_"):
         os.environ.pop(_name)
+# Sending and the member web need a token secret (never generated outside the demo): tests share
+# this one; the tests of a missing secret remove it.
+TEST_SECRET = "test-token-secret-" + "x" * 40
+os.environ["NEWSLETTER_SECRET"] = TEST_SECRET
 
 
 def _admin_engine(base_url: str):  # type: ignore[no-untyped-def]

@@ -38,7 +38,7 @@ def test_every_active_member_gets_one_variant_and_excluded_are_counted(setup, db
     assert sorted(transport.recipients()) == sorted(active)
     by_segment = {r.segment: r for r in reports}
     assert by_segment["wales"].accepted == 25 and by_segment["wales"].batches == 3
-    assert by_segment["wales"].excluded == {"unsubscribed": 2, "bounced": 1, "complained": 1, "erased": 0}
+    assert by_segment["wales"].excluded == {"unsubscribed": 2, "bounced": 1, "complained": 1, "erased": 0, "paused": 0}
     assert all(r.status == "finished" and r.uncertain == 0 for r in reports)
     # each request is one variant, at most batch_size personalizations, segment in custom_args
     run_ids = {r.segment: str(r.run_id) for r in reports}

@@ -20,6 +20,7 @@ from newsletter.cli import (
     database,
     editions,
     schedule,
+    secret,
     sends,
     subscribers,
 )
@@ -58,6 +59,7 @@ subscribers.register(app)
 sends.register(app)
 schedule.register(app)
 database.register(app)
+secret.register(app)
 
 
 def environment_failure(exc: BaseException) -> NewsletterError | None:

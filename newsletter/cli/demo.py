@@ -17,12 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from newsletter.config import Settings
 from newsletter.content import zone
 from newsletter.db import open_database
-from newsletter.delivery import RunReport, make_transport, send_edition
+from newsletter.delivery import RunReport, make_transport, new_secret, send_edition, write_secret_file
 from newsletter.errors import InputError, ScheduleError
 from newsletter.members import import_sample
 from newsletter.models import utcnow
@@ -120,12 +118,15 @@ def demo_settings(settings: Settings) -> Settings:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    secret_file = root / "secret"
+    if settings.secret is None and settings.secret_file is None:
+        # the demo makes its own token secret (0600 file); `newsletter serve` can use it for the tour
+        write_secret_file(secret_file, new_secret())
     return settings.model_copy(update={
         "database_url": f"sqlite:///{(root / 'newsletter.db').as_posix()}",
         "outbox_dir": root / "outbox",
         "transport": "outbox",
-        # the demo has no secret configured; a fixed one keeps its outbox files reproducible
-        "secret": settings.secret or SecretStr("demo-secret-not-for-real-sends"),
+        "secret_file": settings.secret_file or (secret_file if settings.secret is None else None),
     })
 
 
@@ -139,4 +140,10 @@ def run_demo(settings: Settings, steps: tuple[DemoStep, ...] = STEPS) -> DemoRep
     report = DemoReport(manifest=manifest, demo_settings=demo_settings(settings))
     for step in steps:
         report = step(settings, report)
+    demo = report.demo_settings
+    if demo.secret_file is not None:
+        report = replace(report, notes=report.notes + (
+            "to try the member pages on this demo's data: "
+            f"NEWSLETTER_DATABASE_URL={demo.resolved_database_url} NEWSLETTER_SECRET_FILE={demo.secret_file} "
+            "newsletter serve",))
     return report

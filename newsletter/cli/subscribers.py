@@ -295,6 +295,29 @@ def resubscribe_cmd(email: EmailArg, reason: ReasonOpt = None) -> None:
     _status_change(email, "resubscribe", reason)
 
 
+@subscribers_app.command("pause")
+def pause_cmd(email: EmailArg,
+              months: Annotated[int, typer.Option(help="1, 3 or 6 months.")] = 1) -> None:
+    """Send a member no edition for 1, 3 or 6 months (they stay subscribed)."""
+    from newsletter.members import find_subscriber, pause_member
+
+    with database() as db:
+        with db.write_session() as session:
+            until = pause_member(session, find_subscriber(session, email), months, actor="cli")
+    console.print(f"{email}: paused until {until.date().isoformat()}", markup=False)
+
+
+@subscribers_app.command("resume")
+def resume_cmd(email: EmailArg) -> None:
+    """End a member's pause now."""
+    from newsletter.members import find_subscriber, resume_member
+
+    with database() as db:
+        with db.write_session() as session:
+            ended = resume_member(session, find_subscriber(session, email), actor="cli")
+    console.print(f"{email}: pause ended" if ended else f"{email}: was not paused", markup=False)
+
+
 @subscribers_app.command("erase")
 def erase_cmd(email: EmailArg,
               yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,

@@ -28,11 +28,18 @@ from newsletter.delivery.send import (
     what_is_left,
 )
 from newsletter.delivery.tokens import (
+    ERASE,
     PREFERENCES,
+    SIGNUP,
     UNSUBSCRIBE,
+    TokenKeys,
     make_token,
+    move_stored_secret,
+    new_secret,
+    token_keys,
     token_secret,
     verify_token,
+    write_secret_file,
 )
 from newsletter.delivery.transports import (
     ConnectionFailed,
@@ -45,7 +52,9 @@ from newsletter.delivery.transports import (
 )
 
 __all__ = [
+    "ERASE",
     "PREFERENCES",
+    "SIGNUP",
     "UNSUBSCRIBE",
     "AudiencePlan",
     "AuditRow",
@@ -59,6 +68,7 @@ __all__ = [
     "RunReport",
     "SegmentPlan",
     "SendInterrupted",
+    "TokenKeys",
     "Transport",
     "TransportResponse",
     "batch_audit",
@@ -71,10 +81,14 @@ __all__ = [
     "make_transport",
     "plan_send",
     "mark_batch_delivered",
+    "move_stored_secret",
+    "new_secret",
     "requeue_batch",
     "run_report",
     "send_edition",
+    "token_keys",
     "token_secret",
     "verify_token",
     "what_is_left",
+    "write_secret_file",
 ]

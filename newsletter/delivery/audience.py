@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from newsletter.db import Database
 from newsletter.delivery.requests import MAX_PERSONALIZATIONS, VariantToSend
 from newsletter.errors import DeliveryError
-from newsletter.members import Coverage, eligible
+from newsletter.members import Coverage, eligible, paused_clause
 from newsletter.models import (
     Batch,
     Recipient,
@@ -94,6 +94,8 @@ def _excluded(session: Session, clause: ColumnElement[bool]) -> dict[str, int]:
     ).all()
     counts = {status: 0 for status in EXCLUDED_STATUSES}
     counts.update({status: n for status, n in rows})
+    counts["paused"] = int(session.scalar(select(func.count()).select_from(Subscriber)
+                                          .where(clause, paused_clause())) or 0)
     return counts
 
 

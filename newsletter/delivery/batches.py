@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, true, update
 
 from newsletter.db import Database
 from newsletter.delivery.requests import MailBuilder, RecipientRow
@@ -38,7 +38,8 @@ from newsletter.delivery.transports.base import (
     TransportResponse,
 )
 from newsletter.errors import TransportAuthError
-from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, SubscriberStatus
+from newsletter.members import eligible
+from newsletter.models import Batch, BatchStatus, Recipient, Subscriber
 
 HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000
@@ -228,14 +229,14 @@ class Sender:
         """The batch's request, or None when none of its recipients is still on the list."""
         builder = self.builders[claim.run_id]
         with self.db.session() as session:
-            # Members who unsubscribed, bounced, complained or were erased since the audience was
-            # frozen (a send paused, resumed or retried later) are left out of the request.
+            # Members who unsubscribed, bounced, complained, paused or were erased since the audience
+            # was frozen (a scheduled send, or one resumed or retried later) are left out.
             rows = session.execute(
                 select(Recipient.subscriber_id, Recipient.email, Recipient.name,
                        Recipient.substitutions["first_name"].as_string())
                 .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
                 .where(Recipient.run_id == claim.run_id, Recipient.batch_id == claim.batch_id,
-                       Subscriber.status == SubscriberStatus.ACTIVE.value)
+                       eligible(true()))
                 .order_by(Recipient.id)
             ).all()
         recipients = [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]

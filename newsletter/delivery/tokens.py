@@ -1,10 +1,21 @@
-"""Signed, URL-safe tokens for one-click unsubscribe and preferences links.
+"""Signed, URL-safe tokens for member links: unsubscribe, preferences, sign-up and erasure
+confirmations, and the hidden field that protects member forms.
 
-A token is `<subscriber id>.<mac>` where mac = URL-safe base64 (no padding) of
-HMAC-SHA256(secret, "<purpose>:<subscriber id>"). Tokens never expire and carry no personal data;
-checking is constant-time. The secret is NEWSLETTER_SECRET, or (when unset) a random one generated
-once per database and kept in its `meta` table, so links stay valid across runs and hosts that share
-the database. The secret is never printed or logged.
+    link token      <subscriber id>.<mac>                mac = HMAC-SHA256(secret, "<purpose>:<id>")
+    expiring token  <id>.<expires unix time>.<mac>       mac = HMAC-SHA256(secret, "<purpose>:<id>:<expires>")
+    form token      <issued unix time>.<mac>             mac = HMAC-SHA256(secret, "form:<subject>:<issued>")
+
+mac is URL-safe base64 without padding (43 characters). Ids and times are plain ASCII digits with
+no leading zero, so one value has exactly one token: `0012`, `١٢` (Arabic-Indic digits) or `²` are
+refused, never read as 12. Checking is constant-time and never raises, whatever the input.
+
+Unsubscribe and preferences links carry no date and do not expire: a member may use the link in
+an email years old (RFC 8058 and PECR ask for an opt-out that keeps working). They stop working
+when the member is erased, or when the secret is rotated and the previous secret's grace period
+(`secret_previous_until`) has ended.
+
+The secret is `NEWSLETTER_SECRET`, or the file named by `NEWSLETTER_SECRET_FILE` (mode 0600). It
+is never stored in the database, printed or logged.
 """
 
 from __future__ import annotations
@@ -13,23 +24,48 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
+import re
 import secrets
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from newsletter.config import Settings
 from newsletter.db import Database
-from newsletter.models import Meta
+from newsletter.errors import ConfigError
+from newsletter.models import Meta, utcnow
 
-META_KEY = "token_secret"
+LEGACY_META_KEY = "token_secret"  # where versions before 0.2 kept a generated secret, in clear
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
+SIGNUP = "signup"
+ERASE = "erase"
+MIN_SECRET_LENGTH = 32
+MAX_ID = 2**63 - 1
+FORM_TOKEN_LIFETIME = timedelta(hours=12)
+
+_LINK = re.compile(r"(0|[1-9][0-9]{0,18})\.([A-Za-z0-9_-]{43})")
+_EXPIRING = re.compile(r"(0|[1-9][0-9]{0,18})\.([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")
+_FORM = re.compile(r"([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{43})")
+_MAX_TOKEN_LENGTH = 80
 
 
-def _mac(secret: bytes, subscriber_id: int, purpose: str) -> str:
-    digest = hmac.new(secret, f"{purpose}:{subscriber_id}".encode(), hashlib.sha256).digest()
+def _key(secret: bytes | str) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else secret
+
+
+def _mac(secret: bytes, message: str) -> str:
+    digest = hmac.new(secret, message.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _same(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
 
 
 class TokenMaker:
@@ -57,41 +93,205 @@ class TokenMaker:
         return f"{subscriber_id}.{mac.decode('ascii')}"
 
 
-def _key(secret: bytes | str) -> bytes:
-    return secret.encode("utf-8") if isinstance(secret, str) else secret
-
-
 def make_token(secret: bytes | str, subscriber_id: int, purpose: str) -> str:
-    """A URL-safe token naming `subscriber_id` for `purpose` (e.g. "unsubscribe")."""
-    return f"{int(subscriber_id)}.{_mac(_key(secret), int(subscriber_id), purpose)}"
+    """A URL-safe token naming `subscriber_id` for `purpose` (e.g. "unsubscribe"); no expiry."""
+    subscriber_id = int(subscriber_id)
+    return f"{subscriber_id}.{_mac(_key(secret), f'{purpose}:{subscriber_id}')}"
 
 
-def verify_token(secret: bytes | str, token: str, purpose: str) -> int | None:
-    """The subscriber id if `token` was made with this secret for this purpose, else None."""
-    ident, sep, mac = token.partition(".")
-    if not sep or not ident.isdigit() or len(ident) > 19:
+def verify_token(secret: bytes | str, token: object, purpose: str) -> int | None:
+    """The subscriber id if `token` was made with this secret for this purpose, else None.
+    Never raises: any string (or non-string) that is not exactly such a token gives None."""
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
         return None
-    subscriber_id = int(ident)
-    expected = _mac(_key(secret), subscriber_id, purpose)
-    if not hmac.compare_digest(expected.encode("ascii"), mac.encode("ascii", "replace")):
+    match = _LINK.fullmatch(token)
+    if match is None or int(match[1]) > MAX_ID:
         return None
-    return subscriber_id
+    if not _same(_mac(_key(secret), f"{purpose}:{match[1]}"), match[2]):
+        return None
+    return int(match[1])
+
+
+def make_expiring_token(secret: bytes | str, subject_id: int, purpose: str, expires_at: datetime) -> str:
+    """A URL-safe token for `subject_id` and `purpose`, valid until `expires_at` (whole seconds)."""
+    subject_id, expires = int(subject_id), int(expires_at.timestamp())
+    return f"{subject_id}.{expires}.{_mac(_key(secret), f'{purpose}:{subject_id}:{expires}')}"
+
+
+def verify_expiring_token(secret: bytes | str, token: object, purpose: str, now: datetime) -> int | None:
+    """The subject id if `token` is a valid, unexpired token for this purpose, else None."""
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
+        return None
+    match = _EXPIRING.fullmatch(token)
+    if match is None or int(match[1]) > MAX_ID or int(match[2]) <= now.timestamp():
+        return None
+    if not _same(_mac(_key(secret), f"{purpose}:{match[1]}:{match[2]}"), match[3]):
+        return None
+    return int(match[1])
+
+
+def make_form_token(secret: bytes | str, subject: str, now: datetime) -> str:
+    """The hidden field of a member form: binds a POST to the page (`subject`, e.g. the page's
+    own link token) and to a time, so it cannot be made without the secret."""
+    issued = int(now.timestamp())
+    return f"{issued}.{_mac(_key(secret), f'form:{subject}:{issued}')}"
+
+
+def verify_form_token(secret: bytes | str, token: object, subject: str, now: datetime) -> bool:
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
+        return False
+    match = _FORM.fullmatch(token)
+    if match is None:
+        return False
+    issued = int(match[1])
+    if not now.timestamp() - FORM_TOKEN_LIFETIME.total_seconds() <= issued <= now.timestamp() + 60:
+        return False
+    return _same(_mac(_key(secret), f"form:{subject}:{issued}"), match[2])
+
+
+# ---------------------------------------------------------------- the secret and its rotation
+
+
+@dataclass(frozen=True)
+class TokenKeys:
+    """The current secret (makes and checks tokens) and, during a rotation's grace period, the
+    previous one (checks only, until `previous_until`)."""
+
+    current: bytes
+    previous: bytes | None = None
+    previous_until: datetime | None = None
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"TokenKeys(previous={'set' if self.previous else 'none'}, previous_until={self.previous_until})"
+
+    def checking(self, now: datetime) -> tuple[bytes, ...]:
+        """The secrets a token may have been made with at `now`."""
+        if self.previous and self.previous_until and now < self.previous_until:
+            return (self.current, self.previous)
+        return (self.current,)
+
+    def verify(self, token: object, purpose: str, now: datetime | None = None) -> int | None:
+        for secret in self.checking(now or utcnow()):
+            found = verify_token(secret, token, purpose)
+            if found is not None:
+                return found
+        return None
+
+    def verify_expiring(self, token: object, purpose: str, now: datetime | None = None) -> int | None:
+        at = now or utcnow()
+        for secret in self.checking(at):
+            found = verify_expiring_token(secret, token, purpose, at)
+            if found is not None:
+                return found
+        return None
+
+
+def read_secret_file(path: Path, setting: str) -> str:
+    """The secret in `path` (surrounding whitespace removed); ConfigError when the file is
+    missing, not a regular file, or readable or writable by group or others."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{setting} {path}: cannot read it: {exc.strerror or exc}",
+                          hint="create it with `newsletter secret generate PATH`") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{setting} {path} is not a regular file")
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{setting} {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        return path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting} {path}: cannot read it: {exc}") from None
+
+
+def _configured(value: SecretStr | None, file: Path | None, name: str, settings: Settings) -> str | None:
+    if value is not None and value.get_secret_value():
+        text = value.get_secret_value().strip()
+        where = f"NEWSLETTER_{name.upper()}"
+    elif file is not None:
+        text = read_secret_file(settings.path(file), f"NEWSLETTER_{name.upper()}_FILE")
+        where = f"NEWSLETTER_{name.upper()}_FILE"
+    else:
+        return None
+    if len(text) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{where} is shorter than {MIN_SECRET_LENGTH} characters",
+                          hint="make a strong one with `newsletter secret generate PATH`")
+    return text
+
+
+def stored_secret(db: Database) -> str | None:
+    """A secret an earlier version generated and kept in clear in the `meta` table, if any."""
+    with db.session() as session:
+        return session.scalar(select(Meta.value).where(Meta.key == LEGACY_META_KEY))
+
+
+def token_keys(db: Database, settings: Settings) -> TokenKeys:
+    """The configured secrets. ConfigError when none is set, or while the database still holds a
+    generated secret in clear (see `move_stored_secret`)."""
+    if stored_secret(db) is not None:
+        raise ConfigError(
+            "this database keeps a generated token secret in clear (meta table): anyone who can read "
+            "the database could forge unsubscribe and preferences links",
+            hint="run `newsletter secret move-stored PATH`, then set NEWSLETTER_SECRET_FILE=PATH "
+                 "(links in emails already sent keep working)",
+        )
+    current = _configured(settings.secret, settings.secret_file, "secret", settings)
+    if current is None:
+        raise ConfigError(
+            "no token secret: set NEWSLETTER_SECRET_FILE (a file of mode 0600) or NEWSLETTER_SECRET",
+            hint="create one with `newsletter secret generate /etc/newsletter/secret` and keep it: "
+                 "unsubscribe links in sent emails depend on it",
+        )
+    previous = _configured(settings.secret_previous, settings.secret_previous_file, "secret_previous", settings)
+    if previous is not None and settings.secret_previous_until is None:
+        raise ConfigError("NEWSLETTER_SECRET_PREVIOUS is set without NEWSLETTER_SECRET_PREVIOUS_UNTIL",
+                          hint="set the date until which links made with the previous secret stay valid, "
+                               "e.g. a year after the rotation")
+    return TokenKeys(current.encode("utf-8"), previous.encode("utf-8") if previous else None,
+                     settings.secret_previous_until)
 
 
 def token_secret(db: Database, settings: Settings) -> bytes:
-    """NEWSLETTER_SECRET, else this database's generated secret (created on first use)."""
-    if settings.secret is not None and settings.secret.get_secret_value():
-        return settings.secret.get_secret_value().encode("utf-8")
-    with db.session() as session:
-        value = session.scalar(select(Meta.value).where(Meta.key == META_KEY))
+    """The current secret: it makes every new token."""
+    return token_keys(db, settings).current
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def write_secret_file(path: Path, value: str) -> None:
+    """Write a secret to a new file of mode 0600; ConfigError when it exists (a secret is never
+    overwritten) or cannot be written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; refusing to overwrite a secret",
+                          hint="choose another path, or remove the old file yourself") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+
+
+def move_stored_secret(db: Database, path: Path) -> bool:
+    """Move a secret kept in clear in `meta` by an earlier version to a new 0600 file, and delete
+    it from the database. False when the database holds none."""
+    value = stored_secret(db)
     if value is None:
+        return False
+    write_secret_file(path, value)
+    with db.write_session() as session:
+        row = session.get(Meta, LEGACY_META_KEY)
+        if row is not None:
+            session.delete(row)
+    if db.dialect == "sqlite":  # rewrite the file, so the deleted value leaves its free pages too
+        raw = db.engine.raw_connection()  # outside any transaction: the driver's own connection
         try:
-            with db.write_session() as session:
-                if session.get(Meta, META_KEY) is None:
-                    session.add(Meta(key=META_KEY, value=secrets.token_urlsafe(32)))
-        except IntegrityError:
-            pass  # another process created it first
-        with db.session() as session:
-            value = session.scalar(select(Meta.value).where(Meta.key == META_KEY))
-    assert value is not None
-    return value.encode("utf-8")
+            raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+        finally:
+            raw.close()
+    return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFound
@@ -24,7 +24,7 @@ from newsletter.members.subscribers import (
     tombstone_hash,
     tombstone_salt,
 )
-from newsletter.models import ErasureTombstone, Recipient, Subscriber, SubscriberStatus
+from newsletter.models import ErasureTombstone, Recipient, SignupRequest, Subscriber, SubscriberStatus
 
 PERSONAL_COLUMNS = ("email", "email_key", "first_name", "last_name", "organisation", "region",
                     "member_type", "consent_source", "consent_at", "consent_version")
@@ -48,6 +48,8 @@ def erase(session: Session, email: str, *, actor: str = "cli",
         setattr(sub, column, None)
     sub.attributes = {}
     sub.status = SubscriberStatus.ERASED
+    # A sign-up waiting for confirmation holds the address too.
+    session.execute(delete(SignupRequest).where(SignupRequest.email_key == address.key))
     # Frozen audiences of past or pending sends hold a copy of the address and name.
     session.execute(
         update(Recipient).where(Recipient.subscriber_id == sub.id)

@@ -38,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.content import KnownSegments, PathKey, YamlDocument, load_yaml
 from newsletter.errors import NotFound, Problem, ProblemsError, SegmentError
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.regions import REGION_SLUGS, normalise_region
 
 LEAF_KEYS = ("region", "member_type", "organisation", "attributes", "joined_before", "joined_after")
@@ -365,10 +365,19 @@ def defined_segments(project_dir: Path) -> KnownSegments:
         return KnownSegments(None, tuple(exc.problems))
 
 
-def eligible(clause: ColumnElement[bool]) -> ColumnElement[bool]:
-    """The one rule for who may be sent anything: members matching `clause` who are active and
-    still have an address. Dry runs, freezes, counts, exports and schedules all use it."""
-    return and_(clause, Subscriber.status == SubscriberStatus.ACTIVE.value, Subscriber.email.is_not(None))
+def eligible(clause: ColumnElement[bool], at: datetime | None = None) -> ColumnElement[bool]:
+    """The one rule for who may be sent anything: members matching `clause` who are active, still
+    have an address and are not paused at `at` (default now; a pause ends at `paused_until`). Dry
+    runs, freezes, each request at sending time, counts, exports and schedules all use it."""
+    moment = at or utcnow()
+    return and_(clause, Subscriber.status == SubscriberStatus.ACTIVE.value, Subscriber.email.is_not(None),
+                or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= moment))
+
+
+def paused_clause(at: datetime | None = None) -> ColumnElement[bool]:
+    """Active members whose pause has not ended at `at` (counted as excluded, reason "paused")."""
+    moment = at or utcnow()
+    return and_(Subscriber.status == SubscriberStatus.ACTIVE.value, Subscriber.paused_until > moment)
 
 
 def audience_clause(segments: SegmentSet, name: str, among: Iterable[str] | None = None) -> ColumnElement[bool]:

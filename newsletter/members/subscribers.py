@@ -378,7 +378,7 @@ def subscriber_record(sub: Subscriber) -> dict[str, Any]:
         "attributes": dict(sub.attributes or {}), "status": sub.status,
         "consent": {"source": sub.consent_source, "at": _iso(sub.consent_at),
                     "version": sub.consent_version},
-        "joined_at": _iso(sub.joined_at), "created_at": _iso(sub.created_at),
+        "joined_at": _iso(sub.joined_at), "paused_until": _iso(sub.paused_until), "created_at": _iso(sub.created_at),
         "updated_at": _iso(sub.updated_at),
     }
 
