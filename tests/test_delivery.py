@@ -215,7 +215,9 @@ def test_rate_limit_headers() -> None:
     assert 28 <= soon <= 30
     assert retry_after(TransportResponse(429, {"x-ratelimit-reset": "12"}), 1.0) == 12.0
     assert retry_after(TransportResponse(429, {"Retry-After": "7"}), 1.0) == 7.0
-    assert retry_after(TransportResponse(429, {"Retry-After": "99999999"}), 1.0) == 3600.0
+    # what SendGrid asked, uncapped: the sender caps it and says so (tests/test_delivery_faults.py)
+    assert retry_after(TransportResponse(429, {"Retry-After": "99999999"}), 1.0) == 99999999.0
+    assert retry_after(TransportResponse(429, {"Retry-After": "Fri, 31 Dec 2099 23:59:59 GMT"}), 1.0) > 2e9
     assert retry_after(TransportResponse(429, {}), 2.5) == 2.5
 
 

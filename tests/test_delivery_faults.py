@@ -6,23 +6,33 @@ processed) are reported and only re-sent with --resend-uncertain, so the tests a
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from delivery_support import make_project, project_settings, seed_members
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 from stub_sendgrid import StubSendGrid
 
-from newsletter.db import Database
-from newsletter.delivery.send import edition_started, run_report, send_edition
+from newsletter.db import Database, normalise_url, open_database
+from newsletter.delivery.batches import OutcomeNotRecorded
+from newsletter.delivery.journal import journal_dir
+from newsletter.delivery.send import edition_started, policy_from_settings, run_report, send_edition
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.sendgrid import SendGridTransport
+from newsletter.errors import DeliveryError
 from newsletter.models import Batch, BatchStatus, Recipient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -225,3 +235,174 @@ def test_uncertain_send_says_how_to_check_and_resend(tmp_path: Path, db: Databas
             assert "--resend-uncertain" in result.stderr
         assert stub.requests == 1  # the uncertain batch is not re-sent without being asked
     assert [r.status for r in run_report(db, "2026-12")] == ["incomplete"]
+
+
+# ---------------------------------------------------------------- issue 12: waits, 5xx, lost 202s
+
+
+class Waits:
+    """A ProgressSink that keeps what the send said while waiting."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None:
+        pass
+
+    def advance(self, recipients: int, batches: int) -> None:
+        pass
+
+    def waiting(self, seconds: float, message: str) -> None:
+        self.messages.append(message)
+
+
+@pytest.mark.parametrize("header", ["date", "delta"])
+def test_a_rate_limit_wait_is_capped_and_the_send_stops_instead_of_hanging(
+        tmp_path: Path, db: Database, db_url: str, header: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 12})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=1)
+    action = "retry-after-date" if header == "date" else (lambda body: "retry-after-date")
+    with StubSendGrid(["ok", action]) as stub:
+        if header == "delta":
+            stub.retry_after_date = "99999999"  # seconds: the delta form, as large
+        transport = SendGridTransport("SG.test-key", stub.url, timeout=5)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="asks to wait .* more than the 300 s a send waits"):
+            send_edition(db, settings, build, transport=transport)
+        assert time.monotonic() - started < 10  # not 2099
+        again = send_edition(db, settings, build, transport=transport)  # SendGrid is asked again at once
+        assert time.monotonic() - started < 15
+    assert again[0].accepted == 12 and sorted(stub.recorded) == sorted(active)
+
+
+def test_a_short_rate_limit_wait_is_shown(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 6})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=1)
+    waits = Waits()
+    with StubSendGrid(["retry-after-date"]) as stub:
+        stub.retry_after_date = email.utils.formatdate(time.time() + 3, usegmt=True)
+        transport = SendGridTransport("SG.test-key", stub.url, timeout=5)
+        reports = send_edition(db, settings, build, transport=transport, progress=waits)
+    assert reports[0].accepted == 6
+    assert any(re.fullmatch(r"waiting [1-3] s for SendGrid's rate limit", m) for m in waits.messages), waits.messages
+
+
+def test_gateway_5xx_is_uncertain_and_sendgrid_5xx_is_retried(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 20})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=1)
+    with StubSendGrid(["accept-504", "503", "500", "502"]) as stub:
+        transport = SendGridTransport("SG.test-key", stub.url, timeout=5)
+        report = send_edition(db, settings, build, transport=transport)[0]
+        again = send_edition(db, settings, build, transport=transport)[0]
+    assert Counter(stub.recorded).most_common(1)[0][1] == 1, "a batch SendGrid took was sent twice"
+    assert report.accepted == 10 and report.uncertain == 10 and again.sent_now == 0
+    with db.session() as session:
+        uncertain = dict(session.execute(select(Batch.response_status, Batch.last_error)
+                                         .where(Batch.status == BatchStatus.UNCERTAIN.value)).all())
+    assert set(uncertain) == {502, 504} and all("gateway" in e for e in uncertain.values())
+    assert set(active) - set(stub.recorded) <= _members_of(db, BatchStatus.UNCERTAIN.value)
+
+
+def test_a_server_dribbling_its_answer_is_cut_off_at_the_request_timeout(tmp_path: Path, db: Database, db_url: str) -> None:
+    build = make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 3})
+    settings = project_settings(tmp_path, db_url, concurrency=1)
+    with StubSendGrid(["dribble"], dribble=0.5) as stub:
+        transport = SendGridTransport("SG.test-key", stub.url, timeout=1.0)
+        started = time.monotonic()
+        report = send_edition(db, settings, build, transport=transport)[0]
+        took = time.monotonic() - started
+    assert report.uncertain == 3 and "within 1s" in report.problems[0]
+    assert took < 3.0  # the answer would take ~35 s at one byte every 0.5 s
+
+
+class DatabaseOutage:
+    """Makes the test's own database refuse work for a while: SQLite by holding its write lock from
+    another connection (past a short busy timeout), PostgreSQL by refusing connections to this
+    database and ending the ones open (as a restart does)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.name = make_url(db_url).database
+        self.lock: sqlite3.Connection | None = None
+
+    def begin(self) -> None:
+        if self.db_url.startswith("sqlite"):
+            self.lock = sqlite3.connect(self.name, isolation_level=None, check_same_thread=False)
+            self.lock.execute("BEGIN EXCLUSIVE")
+            return
+        admin = create_engine(normalise_url(os.environ["NEWSLETTER_TEST_POSTGRES_URL"]), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false'))
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": self.name})
+        admin.dispose()
+
+    def end(self) -> None:
+        if self.lock is not None:
+            self.lock.execute("ROLLBACK")
+            self.lock.close()
+            self.lock = None
+            return
+        admin = create_engine(normalise_url(os.environ["NEWSLETTER_TEST_POSTGRES_URL"]), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("newsletter.db.SQLITE_BUSY_TIMEOUT_MS", 200)
+
+
+def test_a_202_is_recorded_across_a_database_outage(tmp_path: Path, db_url: str, short_busy_timeout: None) -> None:
+    db = open_database(db_url)
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 15})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=1)
+    outage = DatabaseOutage(db_url)
+
+    def down_for_a_while(body: dict[str, object]) -> str:
+        outage.begin()
+        threading.Timer(1.5, outage.end).start()
+        return "ok"  # SendGrid takes the batch while the database is away
+
+    try:
+        with StubSendGrid(["ok", down_for_a_while]) as stub:
+            report = send_edition(db, settings, build, transport=SendGridTransport("SG.k", stub.url, timeout=5))[0]
+    finally:
+        db.dispose()
+    assert report.accepted == 15 and report.uncertain == 0
+    assert sorted(stub.recorded) == sorted(active)
+
+
+def test_a_202_the_database_could_not_take_is_replayed_from_the_journal(
+        tmp_path: Path, db_url: str, short_busy_timeout: None) -> None:
+    db = open_database(db_url)
+    build = make_project(tmp_path, segments=("wales",))
+    active = seed_members(db, {"wales": 15})
+    settings = project_settings(tmp_path, db_url, batch_size=5, concurrency=1)
+    outage = DatabaseOutage(db_url)
+    policy = replace(policy_from_settings(settings), db_retry_seconds=0.5)
+
+    def down(body: dict[str, object]) -> str:
+        outage.begin()
+        return "ok"
+
+    try:
+        with StubSendGrid(["ok", down]) as stub:
+            transport = SendGridTransport("SG.k", stub.url, timeout=5)
+            with pytest.raises(OutcomeNotRecorded, match="replays it"):
+                send_edition(db, settings, build, transport=transport, policy=policy)
+            outage.end()
+            journals = list(journal_dir(settings, db).glob("*.jsonl"))
+            assert len(journals) == 1 and oct(journals[0].stat().st_mode & 0o777) == "0o600"
+            report = send_edition(db, settings, build, transport=transport)[0]
+    finally:
+        outage.end() if outage.lock is not None else None
+        db.dispose()
+    assert report.accepted == 15 and report.uncertain == 0 and report.sent_now == 5
+    assert sorted(stub.recorded) == sorted(active), "the journaled batch was sent again"
+    assert not list(journal_dir(settings, open_database(db_url)).glob("*.jsonl"))

@@ -77,6 +77,9 @@ class RichProgress:
         if speed:
             self.progress.update(self.task, rate=f"{speed:,.0f} recipients/s")
 
+    def waiting(self, seconds: float, message: str) -> None:
+        self.progress.console.print(message, markup=False)
+
     def stop(self) -> None:
         self.progress.stop()
 

@@ -15,6 +15,7 @@ is dead, or its claim is older than the lease) can have reached SendGrid, so it 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -25,10 +26,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, true, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.db import Database
+from newsletter.delivery.journal import OutcomeJournal, replay_journals
+from newsletter.delivery.ratelimit import DatabaseRate, process_limiter
 from newsletter.delivery.requests import MailBuilder, RecipientRow
 from newsletter.delivery.transports.base import (
     ConnectionFailed,
@@ -37,13 +43,16 @@ from newsletter.delivery.transports.base import (
     Transport,
     TransportResponse,
 )
-from newsletter.errors import TransportAuthError
+from newsletter.errors import DatabaseError, DeliveryError, TransportAuthError
 from newsletter.members import eligible
 from newsletter.models import Batch, BatchStatus, Recipient, Subscriber
 
 HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000
-MAX_RATE_LIMIT_WAIT = 3600.0  # seconds; never trust a rate-limit header beyond this
+RETRYABLE_5XX = (500, 503)  # answered by SendGrid itself: nothing was accepted
+CLAIM_AHEAD = 0.2  # seconds before its rate slot that a worker claims and builds its request
+T = TypeVar("T")
+log = logging.getLogger("newsletter.delivery")
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class SendPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     lease_seconds: float = 90.0  # an in_flight claim older than this is abandoned
+    max_wait: float = 300.0  # the longest rate-limit wait a send sits through (longer: it stops)
+    db_retry_seconds: float = 120.0  # how long an outcome write is retried (database restart, lock)
 
 
 def new_sender_id() -> str:
@@ -80,9 +91,12 @@ def _owner_gone(claimed_by: str | None, claimed_at: datetime | None, lease: floa
     return False
 
 
-def prepare_runs(db: Database, run_ids: list[int], policy: SendPolicy, resend_uncertain: bool) -> None:
-    """Before sending: abandoned in_flight → uncertain; retryable failures → pending; and uncertain
-    → pending when asked."""
+def prepare_runs(db: Database, run_ids: list[int], policy: SendPolicy, resend_uncertain: bool,
+                 journal_dir: Path | None = None) -> None:
+    """Before sending: outcomes journaled by senders that are gone are written; abandoned in_flight
+    → uncertain; retryable failures → pending; and uncertain → pending when asked."""
+    if journal_dir is not None:
+        replay_journals(db, journal_dir)
     with db.write_session() as session:
         for batch in session.scalars(
             select(Batch).where(Batch.run_id.in_(run_ids), Batch.status == BatchStatus.IN_FLIGHT.value)
@@ -104,46 +118,21 @@ def prepare_runs(db: Database, run_ids: list[int], policy: SendPolicy, resend_un
             )
 
 
-class RateLimiter:
-    """Token bucket shared by all workers, plus a shared pause after a 429."""
-
-    def __init__(self, rate: float, burst: float, stop: threading.Event) -> None:
-        self.rate, self.capacity, self.stop = rate, max(1.0, burst), stop
-        self.tokens, self.updated, self.paused_until = self.capacity, time.monotonic(), 0.0
-        self.lock = threading.Lock()
-
-    def pause(self, seconds: float) -> None:
-        with self.lock:
-            self.paused_until = max(self.paused_until, time.monotonic() + seconds)
-
-    def acquire(self) -> bool:
-        while not self.stop.is_set():
-            with self.lock:
-                t = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (t - self.updated) * self.rate)
-                self.updated = t
-                wait = max(self.paused_until - t, (1 - self.tokens) / self.rate if self.tokens < 1 else 0.0)
-                if wait <= 0:
-                    self.tokens -= 1
-                    return True
-            self.stop.wait(min(wait, 0.5))
-        return False
-
-
 def retry_after(response: TransportResponse, default: float) -> float:
-    """Seconds to wait after a 429: X-RateLimit-Reset (Unix time) or Retry-After (seconds/date)."""
+    """Seconds SendGrid asks us to wait after a 429: X-RateLimit-Reset (Unix time) or Retry-After
+    (seconds or an HTTP date). Not capped here: the caller caps it and says so."""
     reset = response.header("X-RateLimit-Reset")
     if reset and reset.strip().replace(".", "", 1).isdigit():
         value = float(reset)
         # SendGrid sends a Unix time; a small number can only be a delay in seconds
-        return min(MAX_RATE_LIMIT_WAIT, max(0.0, value - time.time() if value > 1e9 else value))
+        return max(0.0, value - time.time() if value > 1e9 else value)
     after = response.header("Retry-After")
     if after:
         if after.strip().isdigit():
-            return min(MAX_RATE_LIMIT_WAIT, float(after))
+            return float(after)
         try:
             return max(0.0, (parsedate_to_datetime(after) - now()).total_seconds())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     return default
 
@@ -156,21 +145,85 @@ class Claim:
     attempts: int
 
 
+class OutcomeNotRecorded(DatabaseError):
+    """SendGrid answered but the database could not take the answer within db_retry_seconds; the
+    answer is in the outcome journal and the next run replays it."""
+
+
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
 class Sender:
     """Sends the pending batches of some runs with `policy.concurrency` threads."""
 
     def __init__(
         self, db: Database, transport: Transport, builders: Mapping[int, MailBuilder], policy: SendPolicy,
         on_batch: Callable[[int, int, str], None] | None = None,
+        on_wait: Callable[[float, str], None] | None = None, journal_dir: Path | None = None,
     ) -> None:
         self.db, self.transport, self.builders, self.policy = db, transport, builders, policy
         self.sender_id = new_sender_id()
         self.stop = threading.Event()
-        burst = min(policy.concurrency, policy.max_requests_per_second)
-        self.limiter = RateLimiter(policy.max_requests_per_second, burst, self.stop)
+        self.limiter = process_limiter(policy.max_requests_per_second)
+        self.shared_rate = DatabaseRate(db, policy.max_requests_per_second)
         self.fatal: BaseException | None = None
         self.on_batch = on_batch or (lambda run_id, recipients, status: None)
+        self.on_wait = on_wait
+        self.journal = OutcomeJournal(journal_dir, self.sender_id) if journal_dir is not None else None
         self.run_ids = list(builders)
+        self.rate_limited_until = 0.0  # monotonic time of the end of SendGrid's last 429 pause
+        self._announced_until = 0.0
+        self._announce_lock = threading.Lock()
+
+    # -- waiting -----------------------------------------------------------------------------
+    def announce(self, seconds: float, why: str) -> None:
+        """Say (once per wait) that nothing will be sent for `seconds`: a long wait is never silent."""
+        if seconds < 1.0:
+            return
+        until = time.monotonic() + seconds
+        with self._announce_lock:
+            if until <= self._announced_until + 1.0:
+                return
+            self._announced_until = until
+        message = f"waiting {seconds:.0f} s {why}"
+        log.info("%s", message)
+        if self.on_wait is not None:
+            self.on_wait(seconds, message)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped; False when stopped."""
+        if seconds > 0:
+            self.stop.wait(seconds)
+        return not self.stop.is_set()
+
+    def reserve_slot(self) -> float:
+        """A start time under both rate caps (this process's, and the database's shared by every
+        sender); returns the monotonic time at which the request may start."""
+        wait = self.limiter.reserve()
+        wait = max(wait, self._db_retrying("take a rate slot", self.shared_rate.reserve))
+        if wait >= 1.0:
+            why = ("for SendGrid's rate limit" if time.monotonic() < self.rate_limited_until
+                   else f"for the rate cap of {self.policy.max_requests_per_second:g} requests/s")
+            self.announce(wait, why)
+        return time.monotonic() + wait
+
+    # -- the database, retried across a restart or a lock ---------------------------------------
+    def _db_retrying(self, what: str, action: Callable[[], T], on_first_failure: Callable[[], None] | None = None) -> T:
+        deadline = time.monotonic() + self.policy.db_retry_seconds
+        delay, failed = 0.05, False
+        while True:
+            try:
+                return action()
+            except TRANSIENT_DB_ERRORS as exc:
+                if not failed and on_first_failure is not None:
+                    on_first_failure()
+                failed = True
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database unavailable (%s: %s); retrying in %.1f s", what,
+                            exc.__class__.__name__, delay)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     # -- claims ------------------------------------------------------------------------------
     def _ready(self) -> object:
@@ -180,7 +233,7 @@ class Sender:
             or_(Batch.not_before.is_(None), Batch.not_before <= t),
         )
 
-    def claim(self) -> Claim | None:
+    def _claim(self) -> Claim | None:
         values = dict(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=now(),
                       attempts=Batch.attempts + 1, updated_at=now())
         with self.db.write_session() as session:
@@ -198,9 +251,10 @@ class Sender:
                 return None
         return Claim(row.id, row.run_id, row.seq, row.attempts + 1)
 
-    def _finish(self, claim: Claim, **values: object) -> bool:
-        """Record the outcome, only if the batch is still ours."""
-        values["updated_at"] = now()
+    def claim(self) -> Claim | None:
+        return self._db_retrying("claim a batch", self._claim)
+
+    def _write_outcome(self, claim: Claim, values: dict[str, object]) -> bool:
         with self.db.write_session() as session:
             # Still ours, even if another sender meanwhile took our long request for abandoned
             # and marked it uncertain: what we learnt (accepted, failed) is better than a guess.
@@ -213,21 +267,45 @@ class Sender:
             )
             return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
+    def _finish(self, claim: Claim, **values: object) -> bool:
+        """Record the outcome, only if the batch is still ours. A database that is restarting or
+        locked is retried for db_retry_seconds; meanwhile the outcome waits in the journal."""
+        values["updated_at"] = now()
+        journal = self.journal
+
+        def keep() -> None:
+            if journal is not None:
+                journal.record(claim.batch_id, {k: v for k, v in values.items() if k != "updated_at"})
+
+        try:
+            done = self._db_retrying(f"record batch {claim.seq}", lambda: self._write_outcome(claim, values), keep)
+        except TRANSIENT_DB_ERRORS as exc:
+            where = f"kept in {journal.path}; the next send replays it" if journal is not None else "lost"
+            raise OutcomeNotRecorded(
+                f"could not record the outcome of batch {claim.seq} in the database for "
+                f"{self.policy.db_retry_seconds:g} s ({exc.__class__.__name__}); {where}",
+                hint="check the database, then run the same send again") from None
+        if journal is not None:
+            journal.written(claim.batch_id)
+        return done
+
     def waiting(self) -> float | None:
         """None when nothing is left to claim; else seconds until the next pending batch is due."""
-        with self.db.session() as session:
-            due = session.scalars(
-                select(Batch.not_before).where(Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value)
-                .order_by(Batch.not_before.is_not(None), Batch.not_before).limit(1)
-            ).all()
+
+        def due_next() -> list[datetime | None]:
+            with self.db.session() as session:
+                return list(session.scalars(
+                    select(Batch.not_before).where(Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value)
+                    .order_by(Batch.not_before.is_not(None), Batch.not_before).limit(1)
+                ).all())
+
+        due = self._db_retrying("look for due batches", due_next)
         if not due:
             return None
         return 0.0 if due[0] is None else max(0.0, (due[0] - now()).total_seconds())
 
     # -- one batch ---------------------------------------------------------------------------
-    def request_for(self, claim: Claim) -> MailRequest | None:
-        """The batch's request, or None when none of its recipients is still on the list."""
-        builder = self.builders[claim.run_id]
+    def _recipients(self, claim: Claim) -> list[RecipientRow]:
         with self.db.session() as session:
             # Members who unsubscribed, bounced, complained, paused or were erased since the audience
             # was frozen (a scheduled send, or one resumed or retried later) are left out.
@@ -239,7 +317,12 @@ class Sender:
                        eligible(true()))
                 .order_by(Recipient.id)
             ).all()
-        recipients = [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
+        return [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
+
+    def request_for(self, claim: Claim) -> MailRequest | None:
+        """The batch's request, or None when none of its recipients is still on the list."""
+        builder = self.builders[claim.run_id]
+        recipients = self._db_retrying(f"read batch {claim.seq}", lambda: self._recipients(claim))
         if not recipients:
             return None
         body = builder.body(recipients, claim.seq)
@@ -258,13 +341,40 @@ class Sender:
                      response_body=body, not_before=now() + timedelta(seconds=self._backoff(claim.attempts)))
         return BatchStatus.PENDING.value
 
-    def send_one(self, claim: Claim) -> str:
-        request = self.request_for(claim)
+    def _rate_limited(self, claim: Claim, response: TransportResponse) -> str:
+        asked = retry_after(response, self._backoff(claim.attempts))
+        if asked > self.policy.max_wait:
+            # Never sit silently for hours (a Retry-After date in 2099): stop, say so, and let the
+            # next send ask SendGrid again; the batch stays pending and due.
+            self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1, response_status=429,
+                         last_error=f"rate limited (429): SendGrid asked to wait {asked:,.0f} s", not_before=None)
+            if self.fatal is None:
+                self.fatal = DeliveryError(
+                    f"SendGrid's rate limit asks to wait {asked:,.0f} s, more than the {self.policy.max_wait:g} s "
+                    "a send waits; nothing more was sent",
+                    hint="run the same send again later (it resumes); see `newsletter sends show`")
+            self.stop.set()
+            return BatchStatus.PENDING.value
+        self.rate_limited_until = max(self.rate_limited_until, time.monotonic() + asked)
+        self.limiter.pause(asked)
+        self._db_retrying("share the rate-limit pause", lambda: self.shared_rate.pause(asked))
+        self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1, response_status=429,
+                     last_error=f"rate limited (429): SendGrid asked to wait {asked:.0f} s",
+                     not_before=now() + timedelta(seconds=asked))
+        self.announce(asked, "for SendGrid's rate limit")
+        return BatchStatus.PENDING.value
+
+    def send_one(self, claim: Claim, request: MailRequest | None = None, start_at: float = 0.0) -> str:
+        if request is None:
+            request = self.request_for(claim)
         if request is None:
             self._finish(claim, status=BatchStatus.ACCEPTED.value, last_error=None,
                          response_body="not sent: every recipient left the list after the audience was frozen")
             self.on_batch(claim.run_id, 0, BatchStatus.ACCEPTED.value)
             return BatchStatus.ACCEPTED.value
+        delay = start_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the rate slot; short (the long part was waited before claiming)
         try:
             response = self.transport.send(request)
         except ConnectionFailed as exc:
@@ -282,11 +392,7 @@ class Sender:
             self.on_batch(claim.run_id, request.recipient_count, BatchStatus.ACCEPTED.value)
             return BatchStatus.ACCEPTED.value
         if status == 429:
-            wait = retry_after(response, self._backoff(claim.attempts))
-            self.limiter.pause(wait)
-            self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1, response_status=status,
-                         last_error="rate limited (429)", not_before=now() + timedelta(seconds=wait))
-            return BatchStatus.PENDING.value
+            return self._rate_limited(claim, response)
         if status in (401, 403):
             self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1, response_status=status,
                          last_error=f"HTTP {status}: the provider refused the API key")
@@ -296,8 +402,14 @@ class Sender:
             )
             self.stop.set()
             return BatchStatus.PENDING.value
-        if status >= 500:
+        if status in RETRYABLE_5XX:
             return self._retry(claim, f"HTTP {status}", status, body)
+        if status >= 500:
+            # 502/504 (and other 5xx) come from gateways, possibly after SendGrid took the request
+            self._finish(claim, status=BatchStatus.UNCERTAIN.value, response_status=status, response_body=body,
+                         last_error=f"HTTP {status} from a gateway after the request was sent: SendGrid may have it")
+            self.on_batch(claim.run_id, request.recipient_count, BatchStatus.UNCERTAIN.value)
+            return BatchStatus.UNCERTAIN.value
         self._finish(claim, status=BatchStatus.FAILED.value, response_status=status, response_body=body,
                      last_error=f"HTTP {status}")
         self.on_batch(claim.run_id, request.recipient_count, BatchStatus.FAILED.value)
@@ -307,18 +419,21 @@ class Sender:
     def worker(self) -> None:
         try:
             while not self.stop.is_set():
-                # Take the rate token first, so a claim is never held while waiting for the rate
-                # limit (a claim older than the lease may be declared abandoned by another sender).
-                if not self.limiter.acquire():
+                # Take the rate slot first and wait for most of it before claiming, so a claim is
+                # never held through a long wait (a claim older than the lease may be declared
+                # abandoned by another sender); the request is built while the last moments pass.
+                start_at = self.reserve_slot()
+                if not self._sleep(start_at - time.monotonic() - CLAIM_AHEAD):
                     return
                 claim = self.claim()
                 if claim is None:
                     wait = self.waiting()
                     if wait is None:
                         return
+                    self.announce(wait, "before retrying batches that failed (backoff)")
                     self.stop.wait(min(max(wait, 0.01), 0.5))
                     continue
-                self.send_one(claim)
+                self.send_one(claim, None, start_at)
         except BaseException as exc:  # keep the first unexpected error; stop the others
             if self.fatal is None:
                 self.fatal = exc
@@ -331,13 +446,17 @@ class Sender:
         for t in threads:
             t.start()
         try:
-            while any(t.is_alive() for t in threads):
+            try:
+                while any(t.is_alive() for t in threads):
+                    for t in threads:
+                        t.join(0.2)
+            except KeyboardInterrupt:
+                self.stop.set()
                 for t in threads:
-                    t.join(0.2)
-        except KeyboardInterrupt:
-            self.stop.set()
-            for t in threads:
-                t.join()
-            raise
+                    t.join()
+                raise
+        finally:
+            if self.journal is not None:
+                self.journal.close()
         if self.fatal is not None:
             raise self.fatal

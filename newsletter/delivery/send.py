@@ -27,6 +27,7 @@ from newsletter.delivery.audience import (
     plan_audience,
 )
 from newsletter.delivery.batches import Sender, SendPolicy, now, prepare_runs
+from newsletter.delivery.journal import journal_dir
 from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
@@ -58,6 +59,7 @@ FREEZE_WORKERS = 2
 class ProgressSink(Protocol):
     def start(self, total_recipients: int, total_batches: int, done_recipients: int, done_batches: int) -> None: ...
     def advance(self, recipients: int, batches: int) -> None: ...
+    def waiting(self, seconds: float, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,8 @@ def send_edition(
     # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
     run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
     policy = policy or policy_from_settings(settings)
-    prepare_runs(db, run_ids, policy, resend_uncertain)
+    journal = journal_dir(settings, db)
+    prepare_runs(db, run_ids, policy, resend_uncertain, journal)
     options = MessageOptions(
         public_base_url=settings.public_base_url, secret=token_secret(db, settings), reply_to=settings.reply_to,
         sandbox=settings.sandbox_mode, click_tracking=settings.click_tracking, open_tracking=settings.open_tracking,
@@ -259,7 +262,8 @@ def send_edition(
                        sum(r.accepted + r.failed + r.uncertain for r in before),
                        sum(r.batches_done for r in before))
     _mark_runs(db, run_ids, transport.name, starting=True)
-    sender = Sender(db, transport, builders, policy, on_batch)
+    sender = Sender(db, transport, builders, policy, on_batch,
+                    on_wait=progress.waiting if progress is not None else None, journal_dir=journal)
     try:
         sender.run()
     except KeyboardInterrupt:

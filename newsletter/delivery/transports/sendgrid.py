@@ -12,7 +12,9 @@ The API key is never logged or put in an error message.
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
+import threading
 from urllib.parse import urlsplit
 
 from sendgrid import SendGridAPIClient
@@ -60,7 +62,23 @@ class SendGridTransport:
         return http.client.HTTPConnection(self._hostname, self._port, timeout=self._timeout)
 
     def send(self, request: MailRequest) -> TransportResponse:
+        """One POST, finished (answer read) within `timeout` seconds in all: a server that answers
+        one byte at a time is cut off at the deadline, like one that does not answer at all."""
         conn = self._connection()
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(self._timeout, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             try:
                 conn.connect()
@@ -75,9 +93,10 @@ class SendGridTransport:
             try:
                 response = conn.getresponse()
                 body = response.read()
-            except TimeoutError as exc:
-                raise OutcomeUnknown(f"no answer from {self.host} within {self._timeout:g}s after sending") from exc
             except (OSError, http.client.HTTPException) as exc:
+                if expired.is_set() or isinstance(exc, TimeoutError):
+                    raise OutcomeUnknown(
+                        f"no complete answer from {self.host} within {self._timeout:g}s after sending") from None
                 raise OutcomeUnknown(
                     f"connection to {self.host} lost after sending: {exc.__class__.__name__}"
                 ) from None
@@ -85,4 +104,5 @@ class SendGridTransport:
                 response.status, dict(response.getheaders()), body.decode("utf-8", "replace")
             )
         finally:
+            watchdog.cancel()
             conn.close()
