@@ -11,6 +11,7 @@
     ├── GateFailed                  exit 1  (a built email failed a quality gate)
     ├── DatabaseError               exit 1  (database unreachable, or newer than this code)
     ├── DeliveryError               exit 1
+    │   ├── InProgressElsewhere     exit 3  (another process still holds batches of the send)
     │   ├── TransportAuthError              (401/403 from the provider: stop at once)
     │   └── TransportError                  (a request could not be completed)
     └── ConfigError                 exit 2  (a missing or invalid setting)
@@ -109,6 +110,12 @@ class DeliveryError(NewsletterError):
 
 class TransportError(DeliveryError):
     pass
+
+
+class InProgressElsewhere(DeliveryError):
+    """Another process (a second `send`, a daemon) still holds batches of these runs."""
+
+    exit_code = 3
 
 
 class TransportAuthError(TransportError):

@@ -327,3 +327,18 @@ def test_an_answer_that_arrives_after_the_batch_was_presumed_lost_is_kept(setup,
     with db.session() as session:
         batch = session.scalars(select(Batch)).one()
     assert (batch.status, batch.message_id) == ("accepted", "late-but-fine")
+
+
+def test_members_stored_before_cleaning_are_sent_with_ascii_domains_and_plain_names(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import insert
+
+    build, settings = setup
+    with db.session() as session:  # as an older version stored them
+        session.execute(insert(Subscriber), [{"email": "ann@bücher.example", "email_key": "ann@bücher.example",
+                                              "first_name": "An\u202en", "last_name": "Lee\u200b",
+                                              "region": "wales", "status": "active"}])
+    transport = MemoryTransport()
+    send_edition(db, settings, build, transport=transport)
+    (p,) = transport.personalizations()
+    assert p["to"] == [{"email": "ann@xn--bcher-kva.example", "name": "Ann Lee"}]
+    assert p["substitutions"]["-first_name-"] == "Ann"

@@ -18,11 +18,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from delivery_support import make_project, project_settings, seed_members
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from stub_sendgrid import StubSendGrid
 
@@ -30,6 +31,8 @@ from newsletter.db import Database, normalise_url, open_database
 from newsletter.delivery.batches import OutcomeNotRecorded
 from newsletter.delivery.journal import journal_dir
 from newsletter.delivery.send import edition_started, policy_from_settings, run_report, send_edition
+from newsletter.delivery.transports import TransportResponse
+from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.delivery.transports.outbox import OutboxTransport
 from newsletter.delivery.transports.sendgrid import SendGridTransport
 from newsletter.errors import DeliveryError
@@ -406,3 +409,46 @@ def test_a_202_the_database_could_not_take_is_replayed_from_the_journal(
     assert report.accepted == 15 and report.uncertain == 0 and report.sent_now == 5
     assert sorted(stub.recorded) == sorted(active), "the journaled batch was sent again"
     assert not list(journal_dir(settings, open_database(db_url)).glob("*.jsonl"))
+
+
+def _hold_one_batch_elsewhere(db: Database) -> None:
+    """Batch 0 in flight for a live sender of another process on this host (we stand in for it)."""
+    from newsletter.delivery.batches import HOST
+
+    with db.session() as session:
+        session.execute(update(Batch).where(Batch.seq == 0).values(
+            status=BatchStatus.IN_FLIGHT.value, claimed_by=f"{HOST}:{os.getppid()}:elsewhere",
+            claimed_at=datetime.now(UTC)))
+
+
+def test_send_exits_3_while_another_process_holds_batches(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    build = make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 12})
+    settings = project_settings(tmp_path, db_url, batch_size=5)
+    first = send_edition(db, settings, build, transport=MemoryTransport(handler=lambda r: TransportResponse(500)),
+                         policy=replace(policy_from_settings(settings), max_retries=0))
+    assert first[0].failed == 12
+    _hold_one_batch_elsewhere(db)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    result = cli("send", "x.yaml", "--build", "build/2026-12", "--yes")
+    assert result.exit_code == 3, result.stderr
+    assert "in progress elsewhere: 5 recipients" in result.stderr and "7" not in result.stderr.split("hint")[0]
+
+
+def test_daemon_says_what_it_does_when_another_process_holds_the_last_batch(tmp_path: Path, db: Database, db_url: str) -> None:
+    from newsletter.schedule.daemon import delivery_sender
+    from newsletter.schedule.planning import ScheduledSendInfo
+
+    build = make_project(tmp_path, segments=("wales",))
+    seed_members(db, {"wales": 12})
+    settings = project_settings(tmp_path, db_url, batch_size=5, transport="memory")
+    send_edition(db, settings, build, transport=MemoryTransport(handler=lambda r: TransportResponse(500)),
+                 policy=replace(policy_from_settings(settings), max_retries=0))
+    _hold_one_batch_elsewhere(db)
+    info = ScheduledSendInfo("2026-12", "wales", "sending", datetime.now(UTC), "Europe/London", build,
+                             tmp_path / "x.yaml", "0" * 64, "0" * 64, None, None)
+    with pytest.raises(DeliveryError) as caught:
+        delivery_sender(db, settings)(info)
+    assert "another process" in str(caught.value) and "resume" not in str(caught.value)

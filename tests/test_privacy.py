@@ -111,3 +111,36 @@ def test_cli_erase_and_access(cli, project: Path, db_url: str, monkeypatch: pyte
     assert after["erased"] is True and "Pritchard" not in json.dumps(after)
     again = json.loads(cli("subscribers", "import", "subscribers/sample.csv", "--json").stdout)
     assert (again["imported"], again["updated"], again["rejected"]) == (0, 0, 1)
+
+
+def test_erase_rewrites_reasons_and_notes_that_mention_the_address(db: Database, db_url: str) -> None:
+    from newsletter.models import BatchAudit
+
+    with db.write_session() as session:
+        add_subscriber(session, EMAIL, SubscriberDetails(first_name="Grace", last_name="Hopper"))
+        other = add_subscriber(session, "colleague@example.org", SubscriberDetails())
+        unsubscribe(session, EMAIL, reason=f"member phoned from {EMAIL.upper()}")
+        unsubscribe(session, "colleague@example.org", reason=f"asked by {EMAIL.lower()} on their behalf")
+        session.add(BatchAudit(run_id=1, batch_id=1, seq=0, actor="cli:ann", action="resend", old_status="uncertain",
+                               new_status="pending", reason=f"{EMAIL} says it never came"))
+        session.flush()
+        other_id = other.id
+    with db.write_session() as session:
+        erase(session, EMAIL, reason=f"erasure request by {EMAIL}")
+    assert "grace.hopper@example.org" not in dump(db)
+    with db.session() as session:
+        reasons = list(session.scalars(select(AuditEntry.reason).where(AuditEntry.subscriber_id == other_id)))
+        assert any(r == "asked by [erased] on their behalf" for r in reasons)
+        assert session.scalar(select(BatchAudit.reason)) == "[erased] says it never came"
+    if db.dialect == "sqlite":
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    from newsletter.db import open_database
+
+    database = open_database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    database.dispose()
+    for path in tmp_path.glob("fresh.db*"):
+        assert path.stat().st_mode & 0o077 == 0, path

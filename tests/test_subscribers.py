@@ -40,6 +40,23 @@ def test_addresses_are_trimmed_and_domain_lower_cased() -> None:
             normalise_email(bad)
 
 
+def test_international_domains_are_idna_encoded_and_non_ascii_mailboxes_refused() -> None:
+    assert normalise_email("ann@Bücher.example").email == "ann@xn--bcher-kva.example"
+    assert normalise_email("ann@xn--bcher-kva.example").key == "ann@xn--bcher-kva.example"
+    with pytest.raises(InvalidEmail, match="non-ASCII characters before the @"):
+        normalise_email("josé@example.org")
+
+
+def test_names_lose_bidi_and_zero_width_characters(db: Database) -> None:
+    with db.write_session() as session:
+        add_subscriber(session, "bidi@example.org", SubscriberDetails(
+            first_name="An\u200bn\u202e", last_name="\u2066Smith\u2069\ufeff", organisation="Co\u200f-op\u2060"))
+    with db.session() as session:
+        sub = find_subscriber(session, "bidi@example.org")
+        assert (sub.first_name, sub.last_name, sub.organisation) == ("Ann", "Smith", "Co-op")
+    assert SubscriberDetails(first_name="\u0646\u0627\u200c\u0645").checked().first_name == "\u0646\u0627\u200c\u0645"
+
+
 def test_escape_cell() -> None:
     assert [escape_cell(v) for v in ("=1+1", "+44", "-x", "@SUM(A1)", "\tx", "\rx", "Ann", None)] == [
         "'=1+1", "'+44", "'-x", "'@SUM(A1)", "'\tx", "'\rx", "Ann", ""]

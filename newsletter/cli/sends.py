@@ -30,7 +30,7 @@ from newsletter.cli.common import (
     print_json,
     settings,
 )
-from newsletter.errors import DeliveryError, InputError, NewsletterError
+from newsletter.errors import DeliveryError, InProgressElsewhere, InputError, NewsletterError
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -244,10 +244,11 @@ def send_command(
         err_console.print(f"nothing to send: edition {reports[0].edition} was already sent "
                           "(see `newsletter sends show`)", markup=False)
     elsewhere = sum(r.in_flight for r in reports)
-    if elsewhere:
-        err_console.print(f"{elsewhere:,} recipients are being sent by another sender right now "
-                          "(see `newsletter sends show`)", markup=False)
     left = what_is_left(reports)
+    if elsewhere:
+        raise InProgressElsewhere(
+            f"in progress elsewhere: {elsewhere:,} recipients are being sent by another process right now",
+            hint="see `newsletter sends show` when it has finished" + (f"; also {left[0]}" if left else ""))
     if left is not None:
         raise DeliveryError(left[0], hint=left[1])
 

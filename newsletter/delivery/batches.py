@@ -44,7 +44,7 @@ from newsletter.delivery.transports.base import (
     TransportResponse,
 )
 from newsletter.errors import DatabaseError, DeliveryError, TransportAuthError
-from newsletter.members import eligible
+from newsletter.members import eligible, remove_controls
 from newsletter.models import Batch, BatchStatus, Recipient, Subscriber
 
 HOST = socket.gethostname()
@@ -135,6 +135,19 @@ def retry_after(response: TransportResponse, default: float) -> float:
         except (TypeError, ValueError, OverflowError):
             pass
     return default
+
+
+def _legacy_row(subscriber_id: int, email: str, name: str | None, first_name: str) -> RecipientRow:
+    """A member stored before addresses and names were cleaned on the way in: the domain in its
+    ASCII (IDNA) form, and no invisible bidi or zero-width characters in the names."""
+    local, _, domain = email.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # SendGrid refuses it and says why (the batch fails with its answer)
+    clean_name = remove_controls(name) if name else name
+    return RecipientRow(subscriber_id, f"{local}@{domain}", clean_name or None, remove_controls(first_name))
 
 
 @dataclass
@@ -317,7 +330,8 @@ class Sender:
                        eligible(true()))
                 .order_by(Recipient.id)
             ).all()
-        return [RecipientRow(r[0], r[1], r[2], r[3] or "") for r in rows]
+        return [RecipientRow(r[0], r[1], r[2], r[3] or "") if r[1].isascii() and (r[2] or "").isascii()
+                else _legacy_row(r[0], r[1], r[2], r[3] or "") for r in rows]
 
     def request_for(self, claim: Claim) -> MailRequest | None:
         """The batch's request, or None when none of its recipients is still on the list."""

@@ -5,13 +5,18 @@ Erasure deletes the personal data in place and keeps:
   * a salted SHA-256 hash of the address in `erasure_tombstones` (salt: once per database, in `meta`),
     so the address stays suppressed and an import of it is refused,
   * an audit row saying when and who erased, without the address.
+Free text that mentions the address (audit reasons anywhere, batch audit reasons, schedule notes)
+is rewritten to "[erased]", and so are the member's own audit reasons where they quote the erased
+name or organisation (an import's "old → new"). SQLite runs with `secure_delete`, so the old text is
+overwritten in the file; PostgreSQL keeps old row versions until VACUUM (README, Subscribers).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import NotFound
@@ -24,7 +29,16 @@ from newsletter.members.subscribers import (
     tombstone_hash,
     tombstone_salt,
 )
-from newsletter.models import ErasureTombstone, Recipient, SignupRequest, Subscriber, SubscriberStatus
+from newsletter.models import (
+    AuditEntry,
+    BatchAudit,
+    ErasureTombstone,
+    Recipient,
+    ScheduledSend,
+    SignupRequest,
+    Subscriber,
+    SubscriberStatus,
+)
 
 PERSONAL_COLUMNS = ("email", "email_key", "first_name", "last_name", "organisation", "region",
                     "member_type", "consent_source", "consent_at", "consent_version")
@@ -44,6 +58,9 @@ def erase(session: Session, email: str, *, actor: str = "cli",
     if session.get(ErasureTombstone, digest) is None:
         session.add(ErasureTombstone(email_hash=digest))
     old_status = sub.status
+    personal = [v for v in (sub.first_name, sub.last_name, sub.organisation) if v and len(v.strip()) >= 2]
+    _scrub_free_text(session, sub.id, address.email, personal)
+    reason = _redact(reason, [address.email], "[erased]")
     for column in PERSONAL_COLUMNS:
         setattr(sub, column, None)
     sub.attributes = {}
@@ -58,6 +75,39 @@ def erase(session: Session, email: str, *, actor: str = "cli",
     audit(session, sub.id, actor, "erase", old=old_status, new=SubscriberStatus.ERASED, reason=reason)
     session.flush()
     return sub.id
+
+
+ERASED_TEXT = "[erased]"
+# (table, id column, text column) of free text a person or a program may have written an address in
+FREE_TEXT = ((AuditEntry, AuditEntry.id, AuditEntry.reason), (BatchAudit, BatchAudit.id, BatchAudit.reason),
+             (ScheduledSend, ScheduledSend.id, ScheduledSend.note))
+
+
+def _redact(text: str, values: list[str], replacement: str) -> str:
+    for value in values:
+        text = re.sub(re.escape(value), replacement, text, flags=re.IGNORECASE)
+    return text
+
+
+def _like(value: str) -> str:
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _scrub_free_text(session: Session, sub_id: int, email: str, personal: list[str]) -> None:
+    """Rewrite every stored reason or note that mentions the address; in the member's own audit
+    rows, also the names and organisation it quotes."""
+    for table, key, column in FREE_TEXT:
+        rows = session.execute(select(key, column).where(func.lower(column).like(_like(email), escape="\\"))).all()
+        for row_id, text in rows:
+            session.execute(update(table).where(key == row_id).values({column: _redact(text, [email], ERASED_TEXT)}))
+    if personal:
+        own = session.execute(select(AuditEntry.id, AuditEntry.reason).where(
+            AuditEntry.subscriber_id == sub_id, AuditEntry.reason.is_not(None))).all()
+        for row_id, text in own:
+            cleaned = _redact(text, sorted(personal, key=len, reverse=True), ERASED_TEXT)
+            if cleaned != text:
+                session.execute(update(AuditEntry).where(AuditEntry.id == row_id).values(reason=cleaned))
 
 
 def access(session: Session, email: str) -> dict[str, Any]:

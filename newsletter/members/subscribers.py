@@ -42,9 +42,14 @@ from newsletter.regions import REGION_SLUGS, normalise_region
 SALT_KEY = "tombstone_salt"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # C0 controls except tab / line feed / carriage return, DEL, and C1 controls (U+0080-U+009F):
-# NUL cannot be stored in PostgreSQL text, and escape sequences would drive a terminal.
-CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]+")
+# NUL cannot be stored in PostgreSQL text, and escape sequences would drive a terminal. Also the
+# invisible format characters that can disguise a name: bidi marks, embeddings, overrides and
+# isolates (which can make "Ann" display as anything), zero-width space, word joiner and friends,
+# and the byte-order mark. Zero-width (non-)joiners U+200C/U+200D are kept: Persian and Indic
+# names, and emoji, need them.
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+CONTROL_CHARS = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_INVISIBLE}]")
+_ANY_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]+")
 _LINE_BREAKS = re.compile("[\t\r\n]+")
 MAX_LENGTHS = {"first_name": 200, "last_name": 200, "organisation": 300, "member_type": 60,
                "consent_source": 200, "consent_version": 40}
@@ -82,8 +87,13 @@ def normalise_email(raw: str | None) -> Address:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(f"invalid email address: {exc}") from None
-    local, _, domain = checked.normalized.rpartition("@")
-    email = f"{local}@{domain.lower()}"
+    if checked.ascii_email is None:
+        # SendGrid does not deliver to SMTPUTF8 mailboxes: such a member would silently get nothing.
+        raise InvalidEmail(
+            f"email address {checked.local_part}@… has non-ASCII characters before the @, which the mail "
+            "service cannot deliver to; ask the member for another address")
+    # International domains are kept in their ASCII (IDNA) form, the form mail servers use.
+    email = f"{checked.local_part}@{checked.ascii_domain.lower()}"
     return Address(email, email.lower())
 
 
@@ -98,7 +108,7 @@ def _check_domain(domain: str) -> tuple[bool, str]:
         checked = validate_email(f"x@{domain}", check_deliverability=False)
     except EmailNotValidError as exc:
         return False, str(exc)
-    return True, checked.normalized.rpartition("@")[2].lower()
+    return True, checked.ascii_domain.lower()  # an "xn--" domain stays in its ASCII form
 
 
 @lru_cache(maxsize=4096)

@@ -56,9 +56,13 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
             db, settings, send.build_dir, segments=[send.segment],
             transport=make_transport(settings),
         )
-        unfinished = sum(r.pending + r.in_flight for r in reports)
-        if unfinished:
-            raise DeliveryError(f"{unfinished} recipient(s) still waiting; it resumes on restart")
+        elsewhere, pending = sum(r.in_flight for r in reports), sum(r.pending for r in reports)
+        if elsewhere:
+            raise DeliveryError(f"{elsewhere} recipient(s) are being sent by another process (e.g. a manual "
+                                "`send`); this daemon does not finish them: see `newsletter sends show`")
+        if pending:
+            raise DeliveryError(f"{pending} recipient(s) not sent yet; this daemon does not retry them: "
+                                "run `newsletter send` with this build to finish")
         notes = [f"{r.accepted} accepted" for r in reports]
         notes += [f"{r.failed} failed" for r in reports if r.failed]
         notes += [f"{r.uncertain} uncertain (see `newsletter sends show`)" for r in reports if r.uncertain]
