@@ -93,7 +93,7 @@ def _project(root: Path) -> Path:
 
 def _naive(build: Path, root: Path, url: str, sample: int) -> float:
     """Per recipient: substitute into the HTML and text, build a Mail with the helper, one request."""
-    _, variants = load_variants(build, load_settings(root))
+    _, variants = load_variants(build)
     variant = variants[0]
     options = MessageOptions("https://www.example.org/newsletter", b"benchmark-secret")
     transport = SendGridTransport("SG.benchmark", url, timeout=30)
@@ -134,7 +134,7 @@ def main() -> None:
                                  max_requests_per_second=100_000.0, request_timeout=60.0)
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
         t1 = time.perf_counter()
-        edition, variants = load_variants(build, settings)
+        edition, variants = load_variants(build)
         freeze_audience(db, edition, variants, _assignments(settings, [v.segment for v in variants]),
                         workers=FREEZE_WORKERS)
         frozen = time.perf_counter() - t1

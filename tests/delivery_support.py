@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy import insert
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
 from newsletter.models import Subscriber
+from newsletter.render import BUILD_JSON, BuildRecord, GateReport, VariantRecord
 
 SEGMENTS_YAML = """\
 priority: [scotland, wales, london]
@@ -35,21 +35,20 @@ def make_project(root: Path, segments: tuple[str, ...] = ("scotland", "wales", "
     (root / "subscribers" / "segments.yaml").write_text(SEGMENTS_YAML, "utf-8")
     build = root / "build" / edition
     build.mkdir(parents=True, exist_ok=True)
-    variants: dict[str, Any] = {}
+    variants = []
     for seg in segments:
         html, text = HTML.format(segment=seg).encode(), TEXT.format(segment=seg).encode()
         (build / f"{seg}.html").write_bytes(html)
         (build / f"{seg}.txt").write_bytes(text)
-        variants[seg] = {
-            "subject": f"Digest {edition} ({seg})", "preheader": "p", "from_name": "LPS Digest",
-            "from_email": "digest@example.org", "html": f"{seg}.html", "text": f"{seg}.txt", "eml": f"{seg}.eml",
-            "sha256": hashlib.sha256(html).hexdigest(), "text_sha256": hashlib.sha256(text).hexdigest(),
-            "size": len(html), "articles": [], "send_at": None, "zone": "Europe/London",
-            "gates": {"failed": [], "warnings": []},
-        }
-    (build / "build.json").write_text(json.dumps({
-        "edition": edition, "title": "Digest", "template": "digest", "template_sha256": "0" * 64,
-        "inputs_sha256": "0" * 64, "variants": variants}, indent=2), "utf-8")
+        variants.append(VariantRecord(
+            segment=seg, subject=f"Digest {edition} ({seg})", preheader="p", from_name="LPS Digest",
+            from_email="digest@example.org", html_file=f"{seg}.html", text_file=f"{seg}.txt", eml_file=f"{seg}.eml",
+            sha256=hashlib.sha256(html).hexdigest(), text_sha256=hashlib.sha256(text).hexdigest(),
+            size=len(html), articles=(), send_at=None, zone="Europe/London", gates=GateReport(),
+        ))
+    record = BuildRecord(edition=edition, title="Digest", template="digest", template_sha256="0" * 64,
+                         inputs_sha256="0" * 64, variants=tuple(variants))
+    (build / BUILD_JSON).write_text(record.to_json(), "utf-8")
     return build
 
 

@@ -43,7 +43,11 @@ def test_build_writes_every_output(root: Path) -> None:
     assert scotland["gates"] == {"failed": [], "warnings": []}
     html = (out / "scotland.html").read_bytes()
     assert scotland["size"] == len(html) <= 90_000
-    assert scotland["from_email"] == "digest@example.org"
+    assert scotland["from_email"] == "digest@example.org" and scotland["reply_to"] == "comms@example.org"
+    assert scotland["list_id"] == '"LPS IT Society Digest" <digest.example.org>'
+    # build.json is the record's own serialisation, and reads back to the same record
+    record = load_build(out).record
+    assert record.to_json() == (out / "build.json").read_text("utf-8") == result.record.to_json()
 
 
 def test_eml_is_a_preview_for_a_sample_member(root: Path) -> None:
@@ -69,6 +73,7 @@ def test_two_builds_are_byte_identical(root: Path) -> None:
     build_edition(root / MANIFEST, settings, out_dir=root / "a")
     build_edition(root / MANIFEST, settings, out_dir=root / "b")
     names = sorted(p.name for p in (root / "a").iterdir())
+    assert (root / "a").is_symlink() and (root / "a").resolve().name.startswith(".a.build-")
     assert len(names) == 10
     for name in names:
         assert (root / "a" / name).read_bytes() == (root / "b" / name).read_bytes(), name
@@ -81,7 +86,7 @@ def test_template_is_chosen_by_the_manifest(root: Path) -> None:
     manifest = root / MANIFEST
     manifest.write_text(manifest.read_text("utf-8").replace("template: digest", "template: plain"))
     result = build_edition(manifest, load_settings(root))
-    assert result.template == "plain" and "OUR PICK" in result.variants[0].html
+    assert result.template == "plain" and "OUR PICK" in result.html("scotland")
 
 
 def test_missing_template_is_input_error_naming_the_path(root: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -116,8 +121,8 @@ def test_load_build_rehashes_files(root: Path) -> None:
     result = build_edition(root / MANIFEST, load_settings(root))
     info = load_build(result.out_dir)
     assert info.edition_id == "2026-99" and info.inputs_sha256 == result.inputs_sha256
-    wales = info.variant("wales")
-    assert wales.html == result.variant("wales").html and wales.send_at is not None
+    assert info.record == result.record and info.html("wales") == result.html("wales")
+    assert info.variant("wales").send_at is not None
     (result.out_dir / "wales.txt").write_text("changed", "utf-8")
     with pytest.raises(GateFailed, match=r"wales\.txt was changed"):
         load_build(result.out_dir)
@@ -150,3 +155,51 @@ def test_build_command_prints_a_table(root: Path, cli) -> None:  # type: ignore[
     for word in ("scotland", "wales", "members", "PASS", "KB", "scotland.html"):
         assert word in result.stdout
     assert (root / "out" / "build.json").is_file()
+
+
+def test_a_rebuild_replaces_the_build_whole(root: Path) -> None:
+    """The build is written beside DIR and swapped in by one rename: a reader holding the old
+    build keeps reading it whole; the old files are never rewritten in place."""
+    settings = load_settings(root)
+    out = root / "build" / "2026-99"
+    first = build_edition(root / MANIFEST, settings)
+    old_dir = out.resolve()
+    old_html = (old_dir / "wales.html").read_bytes()
+    manifest = root / MANIFEST
+    manifest.write_text(manifest.read_text("utf-8").replace("Test digest", "Changed digest"), "utf-8")
+    second = build_edition(manifest, settings)
+    assert out.resolve() != old_dir and second.inputs_sha256 != first.inputs_sha256
+    assert (old_dir / "wales.html").read_bytes() == old_html  # the previous build is left as it was
+    assert load_build(out).variant("wales").subject == "Changed digest"
+    third = build_edition(manifest, settings)  # the one before the previous one is cleaned up
+    assert not old_dir.exists() and out.resolve() == third.directory
+    leftovers = sorted(p.name for p in out.parent.iterdir())
+    assert leftovers == sorted([".2026-99.lock", second.directory.name, third.directory.name, "2026-99"])
+
+
+def test_reuse_returns_the_build_of_the_same_inputs(root: Path) -> None:
+    settings = load_settings(root)
+    first = build_edition(root / MANIFEST, settings)
+    again = build_edition(root / MANIFEST, settings, reuse=True)
+    assert again.directory == first.directory  # nothing rebuilt
+    (first.directory / "wales.html").write_text("edited", "utf-8")  # a damaged build is not reused
+    repaired = build_edition(root / MANIFEST, settings, reuse=True)
+    assert repaired.directory != first.directory and load_build(repaired.out_dir).record == first.record
+
+
+def test_out_dir_that_is_not_a_build_is_refused(root: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    precious = root / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me", "utf-8")
+    result = cli("build", str(MANIFEST), "--out", "notes")
+    assert result.exit_code == 2 and "is not a build" in result.stderr
+    assert (precious / "todo.txt").read_text("utf-8") == "keep me"
+
+
+def test_a_build_from_before_linking_is_replaced(root: Path) -> None:
+    out = root / "build" / "2026-99"
+    out.mkdir(parents=True)
+    (out / "build.json").write_text("{}", "utf-8")
+    (out / "wales.html").write_text("old", "utf-8")
+    build_edition(root / MANIFEST, load_settings(root))
+    assert out.is_symlink() and load_build(out).edition_id == "2026-99"

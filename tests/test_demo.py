@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from newsletter.regions import REGION_SLUGS, normalise_region
+from newsletter.render import load_build
 
 
 def _outbox_recipients(outbox: Path) -> Counter[tuple[str, str]]:
@@ -25,13 +26,12 @@ def test_demo_builds_imports_sends_and_schedules(project: Path, cli) -> None:  #
     assert result.exit_code == 0, result.stderr
 
     out = project / "build" / "2026-12"
-    data = json.loads((out / "build.json").read_text("utf-8"))
-    assert sorted(data["variants"]) == sorted(REGION_SLUGS)
-    for segment, variant in data["variants"].items():
-        assert variant["gates"]["failed"] == []
-        assert (out / f"{segment}.eml").is_file()
-        assert variant["size"] <= 90_000, segment  # headroom under Gmail's clip
-        assert segment in result.stdout
+    build = load_build(out)  # refuses a build with a failed gate or a file not as recorded
+    assert sorted(v.segment for v in build.variants) == sorted(REGION_SLUGS)
+    for variant in build.variants:
+        assert build.eml_path(variant.segment).is_file()
+        assert variant.size <= 90_000, variant.segment  # headroom under Gmail's clip
+        assert variant.segment in result.stdout
 
     assert "40 imported" in result.stdout
 

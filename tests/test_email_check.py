@@ -50,7 +50,7 @@ def test_hostile_article_passes_email_check(tmp_path: Path, monkeypatch: pytest.
 
     root = make_build_project(tmp_path / "p", monkeypatch)
     result = build_edition(root / "issues" / "edition.yaml", load_settings(root))
-    eml, code, output = run_check(result.variant("wales").eml_path, tmp_path)
+    eml, code, output = run_check(result.eml_path("wales"), tmp_path)
     assert code == 0, output
     for check in ("no-script", "absolute-urls", "overflow-375", "text-no-html"):
         assert f"PASS {check}" in output, output

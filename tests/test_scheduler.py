@@ -24,7 +24,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend
-from newsletter.render.build import build_edition
+from newsletter.render.build import build_edition, load_build
 from newsletter.schedule.daemon import DaemonContext, execute_send, resume_orphans
 from newsletter.schedule.jobs import JobRegistry
 from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
@@ -83,8 +83,8 @@ def test_schedule_freezes_the_build_and_registers_one_job_per_segment(env) -> No
     assert [(i.segment, i.state) for i in infos] == [
         ("east", "scheduled"), ("london", "scheduled"), ("scotland", "scheduled")]
     assert {i.send_at for i in infos} == {datetime(2099, 1, 5, 8, 0, tzinfo=UTC)}
-    build = json.loads((infos[0].build_dir / "build.json").read_text())
-    assert {i.variant_sha256 for i in infos if i.segment == "east"} == {build["variants"]["east"]["sha256"]}
+    build = load_build(infos[0].build_dir)
+    assert {i.variant_sha256 for i in infos if i.segment == "east"} == {build.variant("east").sha256}
     assert {i.segment: i.audience for i in infos} == {k: len(v) for k, v in MEMBERS.items()}
     jobs = JobRegistry(db).jobs()
     assert jobs == {f"{EDITION}:{s}": datetime(2099, 1, 5, 8, 0, tzinfo=UTC) for s in MEMBERS}

@@ -25,6 +25,7 @@ from newsletter.delivery.requests import MailBuilder, MessageOptions, RecipientR
 from newsletter.delivery.send import load_variants, send_edition
 from newsletter.delivery.transports import MailRequest
 from newsletter.delivery.transports.sendgrid import SendGridTransport
+from newsletter.render import load_build
 
 MOCK = Path(__file__).resolve().parent.parent.parent / "shared" / "tools" / "sendgrid-mock"
 pytestmark = pytest.mark.slow
@@ -66,7 +67,7 @@ def sample_build(project: Path) -> Path:
 def test_every_request_for_the_sample_edition_is_accepted(
     sandbox: bool, sendgrid_url: str, sample_build: Path, project: Path, db: Database, db_url: str
 ) -> None:
-    regions = json.loads((sample_build / "build.json").read_text())["variants"].keys()
+    regions = [v.segment for v in load_build(sample_build).variants]
     per_region = {region: 3 for region in regions}
     per_region["wales"] = 1001  # a full 1,000-personalization request plus one more
     seed_members(db, per_region, {"unsubscribed": 2})
@@ -80,7 +81,7 @@ def test_every_request_for_the_sample_edition_is_accepted(
 
 
 def test_mock_rejects_1001_personalizations(sendgrid_url: str, sample_build: Path, project: Path) -> None:
-    edition, variants = load_variants(sample_build, load_settings(project))
+    edition, variants = load_variants(sample_build)
     options = MessageOptions("https://www.example.org/newsletter", b"k")
     people = [RecipientRow(i, f"m{i}@example.org", f"Member {i}", "Member") for i in range(1001)]
     sg = SendGridAPIClient("SG.contract-test", host=sendgrid_url)

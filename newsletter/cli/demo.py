@@ -24,7 +24,7 @@ from newsletter.delivery import RunReport, make_transport, new_secret, send_edit
 from newsletter.errors import InputError, ScheduleError
 from newsletter.members import import_sample
 from newsletter.models import utcnow
-from newsletter.render import BuildResult, build_edition
+from newsletter.render import Build, build_edition
 from newsletter.schedule import cancel, schedule_edition
 
 SAMPLE_MANIFEST = Path("issues") / "2026-12.yaml"
@@ -35,7 +35,7 @@ DEMO_DIR = Path("build") / "demo"
 class DemoReport:
     manifest: Path
     demo_settings: Settings
-    build: BuildResult | None = None
+    build: Build | None = None
     import_counts: dict[str, int] = field(default_factory=dict)
     segment_counts: tuple[dict[str, object], ...] = ()
     send_reports: tuple[RunReport, ...] = ()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from newsletter.config import Settings
-    from newsletter.render import BuildResult
+    from newsletter.render import Build
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_command)
 
 
-def _print_gate_results(result: BuildResult) -> None:
-    """Print each variant's gate results (a BuildResult)."""
+def _print_gate_results(result: Build) -> None:
+    """Print each variant's gate results."""
     for v in result.variants:
         print(f"{v.segment}: {'FAIL' if v.gates.failed else 'ok'} ({v.size} bytes)")
         for item in v.gates.failed:
@@ -67,7 +67,7 @@ def check_command(
     print(f"{manifest}: manifest OK")
     with tempfile.TemporaryDirectory(prefix="newsletter-check-") as tmp:
         try:
-            result = build_edition(manifest, cfg, out_dir=Path(tmp), segments=known)
+            result = build_edition(manifest, cfg, out_dir=Path(tmp) / "build", segments=known)
         except BuildGateFailed as failed:
             _print_gate_results(failed.result)
             raise
@@ -112,7 +112,7 @@ def preview_command(
 
     cfg = settings(near=manifest)
     with tempfile.TemporaryDirectory(prefix="newsletter-preview-") as tmp:
-        build_dir = Path(tmp)
+        build_dir = Path(tmp) / "build"
         failure: NewsletterError | None = None
         try:
             build_edition(manifest, cfg, out_dir=build_dir, segments=defined_segments(cfg.project_dir))
@@ -140,8 +140,8 @@ def preview_command(
         server.server_close()
 
 
-def _build_table(result: BuildResult) -> Table:
-    """A Rich table of a BuildResult: variant, articles, size, gates, paths (no markup in data)."""
+def _build_table(result: Build) -> Table:
+    """A Rich table of a build: variant, articles, size, gates, paths (no markup in data)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -163,7 +163,7 @@ def _build_table(result: BuildResult) -> Table:
         style = "red" if v.gates.failed else ("yellow" if v.gates.warnings else "green")
         table.add_row(
             Text(v.segment), str(len(v.articles)), f"{v.size / 1000:.1f} KB", Text(gates, style=style),
-            Text(f"{v.html_path.name} .txt .eml"),
+            Text(f"{v.html_file} .txt .eml"),
         )
     return table
 

@@ -104,7 +104,8 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
         # Resuming: send exactly what the first send froze; the build's hashes are checked.
         err_console.print(f"resuming edition {edition.id} from {out_dir} (built for its first send)", markup=False)
         return out_dir
-    build_edition(manifest_path(cfg, manifest), cfg, out_dir, segments=known)  # raises GateFailed when a gate fails
+    # Concurrent first sends share one build: one builds, the others wait and reuse it.
+    build_edition(manifest_path(cfg, manifest), cfg, out_dir, segments=known, reuse=True)  # GateFailed when a gate fails
     return out_dir
 
 

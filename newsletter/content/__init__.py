@@ -23,6 +23,7 @@ from newsletter.content.manifest import (
     check_manifest,
     load_manifest,
 )
+from newsletter.content.manifest_fields import TEMPLATE_ENTRY
 from newsletter.content.sanitize import check_url, clean_html, fragment_to_text, html_to_markdown
 from newsletter.content.send_times import (
     SendWindow,
@@ -35,6 +36,7 @@ from newsletter.content.send_times import (
 from newsletter.content.yaml_source import PathKey, YamlDocument, load_yaml, parse_yaml
 
 __all__ = [
+    "TEMPLATE_ENTRY",
     "Article",
     "Edition",
     "FeedOutcomes",

@@ -23,6 +23,8 @@ from newsletter.content.yaml_source import PathKey, YamlDocument
 from newsletter.errors import Problem, ScheduleError
 from newsletter.regions import REGION_SLUGS, normalise_region
 
+# A template is a folder templates/<name>/ with this entry file. The one definition: the
+# manifest check looks for it and the renderer (newsletter.render) loads it.
 TEMPLATE_ENTRY = "email.mjml.j2"
 ONE_LINE_FIELDS = ("edition", "title", "subject", "preheader")
 QUERY_FIELDS = ("tags", "regions", "since", "max")

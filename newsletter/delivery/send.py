@@ -121,16 +121,15 @@ def policy_from_settings(settings: Settings) -> SendPolicy:
     )
 
 
-def load_variants(build_dir: Path, settings: Settings) -> tuple[str, list[VariantToSend]]:
-    """The edition id and its variants from build.json (load_build re-hashes every file and
-    refuses a build that failed a gate)."""
+def load_variants(build_dir: Path) -> tuple[str, list[VariantToSend]]:
+    """The edition id and its variants, from the build record (load_build re-hashes every file and
+    refuses a build that failed a gate); subject and sender are the ones the build recorded."""
 
     build = load_build(Path(build_dir))
     return build.edition_id, [
         VariantToSend(
-            edition=build.edition_id, segment=v.segment, subject=v.subject, html=v.html, text=v.text,
-            sha256=v.sha256, from_email=v.from_email or settings.from_email,
-            from_name=v.from_name or settings.from_name,
+            edition=build.edition_id, segment=v.segment, subject=v.subject, html=build.html(v.segment),
+            text=build.text(v.segment), sha256=v.sha256, from_email=v.from_email, from_name=v.from_name,
         )
         for v in build.variants
     ]
@@ -154,7 +153,7 @@ def _assignments(segment_set: SegmentSet, edition_segments: Sequence[str], chose
 def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: list[str] | None = None) -> AudiencePlan:
     """What `send` would do, writing nothing: per segment the audience and the exclusions, and the
     edition's coverage (members claimed by an earlier segment, members no segment reaches)."""
-    edition, variants = load_variants(Path(build_dir), settings)
+    edition, variants = load_variants(Path(build_dir))
     chosen = _chosen(variants, segments, build_dir, edition)
     edition_segments = [v.segment for v in variants]
     segment_set = _segment_rules(settings, edition_segments)
@@ -226,7 +225,7 @@ def send_edition(
     policy: SendPolicy | None = None,
 ) -> list[RunReport]:
     """Freeze (once) and send the edition built in `build_dir`; see the module docstring."""
-    edition, all_variants = load_variants(Path(build_dir), settings)
+    edition, all_variants = load_variants(Path(build_dir))
     variants = _chosen(all_variants, segments, build_dir, edition)
     edition_segments = [v.segment for v in all_variants]
     assignments = _assignments(_segment_rules(settings, edition_segments), edition_segments,

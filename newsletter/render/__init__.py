@@ -2,20 +2,20 @@
 gated, and written as a build (`<segment>.html/.txt/.eml` + `build.json`); the preview page.
 
 Per-recipient values stay placeholders (`-first_name-` …); rendering knows nothing of members or
-of sending.
+of sending. A build is read back only through `load_build`, which parses build.json with the one
+build record model (`BuildRecord`).
 """
 
 from newsletter.render.build import (
     BUILD_JSON,
+    Build,
     BuildGateFailed,
-    BuildResult,
-    VariantBuild,
     build_edition,
     build_from_edition,
     inputs_fingerprint,
     load_build,
 )
-from newsletter.render.eml import SampleRecipient, preview_message
+from newsletter.render.eml import list_id, preview_message
 from newsletter.render.gates import GateReport, check_html
 from newsletter.render.pipeline import (
     RenderedVariant,
@@ -24,33 +24,47 @@ from newsletter.render.pipeline import (
     load_template,
     render_variant,
 )
-from newsletter.render.placeholders import HTML_TOKENS, TEXT_TOKENS, substitution_values
+from newsletter.render.placeholders import (
+    HTML_TOKENS,
+    SAMPLE_RECIPIENT,
+    TEXT_TOKENS,
+    SampleRecipient,
+    sample_values,
+    substitute,
+    substitution_values,
+)
 from newsletter.render.plaintext import html_to_text
 from newsletter.render.preview import render_preview, serve_preview, write_preview
+from newsletter.render.record import BuildRecord, VariantRecord
 
 __all__ = [
     "BUILD_JSON",
     "HTML_TOKENS",
+    "SAMPLE_RECIPIENT",
     "TEXT_TOKENS",
+    "Build",
     "BuildGateFailed",
-    "BuildResult",
+    "BuildRecord",
     "GateReport",
     "RenderedVariant",
     "SampleRecipient",
     "StageTimings",
     "Template",
-    "VariantBuild",
+    "VariantRecord",
     "build_edition",
     "build_from_edition",
     "check_html",
     "html_to_text",
     "inputs_fingerprint",
+    "list_id",
     "load_build",
     "load_template",
     "preview_message",
     "render_preview",
     "render_variant",
+    "sample_values",
     "serve_preview",
+    "substitute",
     "substitution_values",
     "write_preview",
 ]

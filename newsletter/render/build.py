@@ -2,31 +2,43 @@
 
     DIR/<segment>.html   inlined HTML with per-recipient tokens (-first_name-, -unsubscribe_url- ...)
     DIR/<segment>.txt    plain-text part, same tokens
-    DIR/<segment>.eml    multipart/alternative preview with a sample member's values filled in
-    DIR/build.json       edition, per-variant hashes, sizes, articles, send times, gate results
+    DIR/<segment>.eml    multipart/alternative preview with the sample member's values filled in
+    DIR/build.json       the build record (newsletter.render.record)
 
 No timestamps anywhere: the same inputs give byte-identical files. Gates that FAIL raise
-GateFailed after everything is written, so the output can be inspected.
+BuildGateFailed after everything is written, so the output can be inspected.
+
+A build is never changed in place. It is written into a new hidden directory beside DIR
+(`.DIR.build-XXXXXXXX`), and DIR, a symbolic link, is then pointed at it in one atomic rename.
+Readers resolve DIR once and read every file from that directory, so they see the old complete
+build or the new one, never a mix. Builders of the same DIR take a lock (`.DIR.lock`); with
+`reuse=True` a builder that finds DIR already built from the same inputs uses that build, so
+concurrent first sends of one manifest share one build.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from newsletter import __version__
 from newsletter.config import Settings
-from newsletter.content import KnownSegments, load_manifest
-from newsletter.errors import GateFailed, NotFound
-from newsletter.render.eml import preview_message
-from newsletter.render.gates import GateReport, check_html
+from newsletter.content import Edition, KnownSegments, load_manifest
+from newsletter.errors import GateFailed, InputError
+from newsletter.render.eml import list_id, preview_message
+from newsletter.render.gates import check_html
 from newsletter.render.pipeline import (
+    RenderedVariant,
     StageTimings,
     Template,
     load_template,
@@ -34,75 +46,66 @@ from newsletter.render.pipeline import (
     template_settings,
     template_sha256,
 )
+from newsletter.render.record import BuildRecord, VariantRecord
 
 BUILD_JSON = "build.json"
 PIPELINE_PACKAGES = ("mjml-python", "premailer", "cssutils", "jinja2", "markdown-it-py", "lxml")
+STAGE_MARK = ".build-"  # hidden build directories are named .<DIR name>.build-<random>
+REBUILD_HINT = "rebuild with `newsletter build MANIFEST`"
 
 
 @dataclass(frozen=True)
-class VariantBuild:
-    """One built variant (what build.json records, plus paths and the HTML/text themselves)."""
+class Build:
+    """A build on disk: its record, the directory its files were read from, and the HTML and text
+    of each variant exactly as hashed (so what is sent is what was checked)."""
 
-    segment: str
-    subject: str
-    preheader: str
-    from_name: str
-    from_email: str
-    html_path: Path
-    text_path: Path
-    eml_path: Path
-    sha256: str
-    text_sha256: str
-    size: int
-    articles: tuple[str, ...]
-    send_at: datetime | None
-    zone: str
-    gates: GateReport
-    html: str = field(repr=False, default="")
-    text: str = field(repr=False, default="")
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject, "preheader": self.preheader,
-            "from_name": self.from_name, "from_email": self.from_email,
-            "html": self.html_path.name, "text": self.text_path.name, "eml": self.eml_path.name,
-            "sha256": self.sha256, "text_sha256": self.text_sha256, "size": self.size,
-            "articles": list(self.articles),
-            "send_at": self.send_at.isoformat() if self.send_at else None, "zone": self.zone,
-            "gates": self.gates.as_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    edition_id: str
-    title: str
-    template: str
-    out_dir: Path
-    template_sha256: str
-    inputs_sha256: str
-    variants: tuple[VariantBuild, ...]
+    out_dir: Path  # as the caller named it (a link to `directory` for builds made here)
+    directory: Path  # the real directory every file was read from
+    record: BuildRecord
+    rendered: Mapping[str, RenderedVariant] = field(repr=False)
     timings: StageTimings = field(default_factory=StageTimings, compare=False)
 
     @property
+    def edition_id(self) -> str:
+        return self.record.edition
+
+    @property
+    def title(self) -> str:
+        return self.record.title
+
+    @property
+    def template(self) -> str:
+        return self.record.template
+
+    @property
+    def inputs_sha256(self) -> str:
+        return self.record.inputs_sha256
+
+    @property
+    def variants(self) -> tuple[VariantRecord, ...]:
+        return self.record.variants
+
+    @property
     def failed(self) -> list[str]:
-        return [v.segment for v in self.variants if v.gates.failed]
+        return self.record.failed
 
-    def variant(self, segment: str) -> VariantBuild:
-        for v in self.variants:
-            if v.segment == segment:
-                return v
-        raise NotFound(f"no variant {segment!r} in edition {self.edition_id}")
+    def variant(self, segment: str) -> VariantRecord:
+        return self.record.variant(segment)
 
+    def html(self, segment: str) -> str:
+        return self.rendered[segment].html
 
-# A build as read back from disk has exactly the same shape.
-BuildInfo = BuildResult
+    def text(self, segment: str) -> str:
+        return self.rendered[segment].text
+
+    def eml_path(self, segment: str) -> Path:
+        return self.directory / self.variant(segment).eml_file
 
 
 class BuildGateFailed(GateFailed):
     """GateFailed carrying the (fully written) build, so callers can still show it."""
 
-    def __init__(self, result: BuildResult) -> None:
+    def __init__(self, result: Build) -> None:
         lines = [f"{v.segment}: {'; '.join(v.gates.failed)}" for v in result.variants if v.gates.failed]
         super().__init__(
             f"{len(lines)} variant(s) failed the quality gates:\n" + "\n".join(lines),
@@ -115,7 +118,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fingerprint(edition: Any, settings: Settings, template: Template) -> str:
+def _fingerprint(edition: Edition, settings: Settings, template: Template) -> str:
     """sha256 over everything that changes the output (see inputs_fingerprint)."""
     digest = hashlib.sha256()
 
@@ -163,110 +166,174 @@ def _message_id(edition_id: str, segment: str, from_email: str) -> str:
     return f"<{edition_id}.{segment}@{domain}>"
 
 
-def build_from_edition(edition: Any, settings: Settings, out_dir: Path | None = None) -> BuildResult:
-    """Render, gate and write every variant of a loaded edition. Raises BuildGateFailed (a
-    GateFailed) after writing everything when any variant fails a gate."""
+# --- writing -------------------------------------------------------------------------------
+
+
+def _refuse_foreign_target(out: Path) -> None:
+    """DIR is replaced as a whole, so it must be a build (or new, or empty): never a user's folder."""
+    if out.is_symlink() or not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory", hint="choose another --out")
+    if any(out.iterdir()) and not (out / BUILD_JSON).is_file():
+        raise InputError(f"{out} exists and is not a build (no {BUILD_JSON}); it would be replaced",
+                         hint="choose a new or empty directory for --out")
+
+
+@contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """One builder of DIR at a time (other processes wait here)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent / f".{out.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _publish(staged: Path, out: Path) -> None:
+    """Point DIR at the complete staged directory in one rename, then remove builds no reader
+    can still be using (all but the new one and the one it replaced)."""
+    previous = os.readlink(out) if out.is_symlink() else None
+    link = out.parent / f".{out.name}.link-{secrets.token_hex(4)}"
+    os.symlink(staged.name, link)
+    if out.is_dir() and not out.is_symlink():  # a build from before builds were linked: move it aside
+        previous = f".{out.name}{STAGE_MARK}{secrets.token_hex(4)}"
+        os.rename(out, out.parent / previous)
+    os.replace(link, out)
+    dir_fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    keep = {staged.name, previous}
+    for stale in out.parent.glob(f".{out.name}{STAGE_MARK}*"):
+        if stale.name not in keep:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _render_into(edition: Edition, settings: Settings, template: Template, fingerprint: str,
+                 out: Path) -> Build:
+    staged = out.parent / f".{out.name}{STAGE_MARK}{secrets.token_hex(4)}"
+    staged.mkdir()
+    try:
+        variants: list[VariantRecord] = []
+        rendered: dict[str, RenderedVariant] = {}
+        timings = StageTimings()
+        for spec in edition.variants:
+            result = render_variant(template, edition, spec, settings)
+            timings = timings + result.timings
+            rendered[spec.segment] = result
+            html_bytes, text_bytes = result.html.encode("utf-8"), result.text.encode("utf-8")
+            names = {ext: f"{spec.segment}.{ext}" for ext in ("html", "txt", "eml")}
+            _write(staged / names["html"], html_bytes)
+            _write(staged / names["txt"], text_bytes)
+            record = VariantRecord(
+                segment=spec.segment, subject=spec.subject, preheader=spec.preheader,
+                from_name=settings.from_name, from_email=settings.from_email, reply_to=settings.reply_to,
+                list_id=list_id(settings.from_name, settings.from_email),
+                html_file=names["html"], text_file=names["txt"], eml_file=names["eml"],
+                sha256=_sha(html_bytes), text_sha256=_sha(text_bytes), size=len(html_bytes),
+                articles=((spec.featured.slug,) if spec.featured else ()) + tuple(a.slug for a in spec.articles),
+                send_at=spec.send_at, zone=spec.zone, window=spec.window, gates=check_html(result.html),
+            )
+            _write(staged / names["eml"], preview_message(
+                record, html=result.html, text=result.text, public_base_url=settings.public_base_url,
+                message_id=_message_id(edition.id, spec.segment, settings.from_email),
+            ))
+            variants.append(record)
+        record = BuildRecord(
+            edition=edition.id, title=edition.title, template=edition.template,
+            template_sha256=template_sha256(template.directory), inputs_sha256=fingerprint,
+            variants=tuple(variants),
+        )
+        _write(staged / BUILD_JSON, record.to_json().encode("utf-8"))
+        _publish(staged, out)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return Build(out, staged, record, rendered, timings)
+
+
+def _same_inputs(out: Path, fingerprint: str) -> Build | None:
+    """The build already in DIR when it was made from these inputs and is intact, else None."""
+    if not (out / BUILD_JSON).is_file():
+        return None
+    try:
+        build = load_build(out, for_sending=False)
+    except GateFailed:
+        return None  # damaged: build it again
+    return build if build.record.inputs_sha256 == fingerprint else None
+
+
+def build_from_edition(
+    edition: Edition, settings: Settings, out_dir: Path | None = None, *, reuse: bool = False
+) -> Build:
+    """Render, gate and write every variant of a loaded edition (see the module docstring). With
+    reuse, an intact build of the same inputs already in out_dir is returned as it is. Raises
+    BuildGateFailed (a GateFailed) after writing everything when any variant fails a gate."""
     template = load_template(settings, edition.template)
     out = Path(out_dir) if out_dir else settings.project_dir / "build" / edition.id
-    out.mkdir(parents=True, exist_ok=True)
-    variants: list[VariantBuild] = []
-    timings = StageTimings()
-    for spec in edition.variants:
-        rendered = render_variant(template, edition, spec, settings)
-        timings = timings + rendered.timings
-        html_bytes = rendered.html.encode("utf-8")
-        text_bytes = rendered.text.encode("utf-8")
-        paths = {ext: out / f"{spec.segment}.{ext}" for ext in ("html", "txt", "eml")}
-        paths["html"].write_bytes(html_bytes)
-        paths["txt"].write_bytes(text_bytes)
-        send_at = spec.send_at
-        paths["eml"].write_bytes(preview_message(
-            html=rendered.html, text=rendered.text, subject=spec.subject,
-            from_name=settings.from_name, from_email=settings.from_email,
-            reply_to=settings.reply_to, public_base_url=settings.public_base_url,
-            message_id=_message_id(edition.id, spec.segment, settings.from_email), date=send_at,
-        ))
-        slugs = ((spec.featured.slug,) if spec.featured else ()) + tuple(a.slug for a in spec.articles)
-        variants.append(VariantBuild(
-            segment=spec.segment, subject=spec.subject, preheader=spec.preheader,
-            from_name=settings.from_name, from_email=settings.from_email,
-            html_path=paths["html"], text_path=paths["txt"], eml_path=paths["eml"],
-            sha256=_sha(html_bytes), text_sha256=_sha(text_bytes), size=len(html_bytes),
-            articles=slugs, send_at=send_at, zone=spec.zone, gates=check_html(rendered.html),
-            html=rendered.html, text=rendered.text,
-        ))
-    result = BuildResult(
-        edition_id=edition.id, title=edition.title, template=edition.template, out_dir=out,
-        template_sha256=template_sha256(template.directory),
-        inputs_sha256=_fingerprint(edition, settings, template),
-        variants=tuple(variants), timings=timings,
-    )
-    (out / BUILD_JSON).write_text(build_json(result), "utf-8")
-    if result.failed:
-        raise BuildGateFailed(result)
-    return result
-
-
-def build_json(result: BuildResult) -> str:
-    data = {
-        "edition": result.edition_id, "title": result.title, "template": result.template,
-        "template_sha256": result.template_sha256, "inputs_sha256": result.inputs_sha256,
-        "variants": {v.segment: v.as_json() for v in result.variants},
-    }
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    _refuse_foreign_target(out)
+    fingerprint = _fingerprint(edition, settings, template)
+    with _build_lock(out):
+        build = _same_inputs(out, fingerprint) if reuse else None
+        if build is None:
+            build = _render_into(edition, settings, template, fingerprint, out)
+    if build.failed:
+        raise BuildGateFailed(build)
+    return build
 
 
 def build_edition(
-    manifest_path: Path, settings: Settings, out_dir: Path | None = None, *, segments: KnownSegments | None = None
-) -> BuildResult:
+    manifest_path: Path, settings: Settings, out_dir: Path | None = None, *,
+    segments: KnownSegments | None = None, reuse: bool = False,
+) -> Build:
     """Build the edition of a manifest into out_dir (default: <project>/build/<edition id>).
     Raises ManifestError on a bad manifest, InputError on a missing template, and GateFailed
     (after writing everything) when any variant fails a gate."""
 
     edition = load_manifest(Path(manifest_path), settings, segments)
-    return build_from_edition(edition, settings, out_dir)
+    return build_from_edition(edition, settings, out_dir, reuse=reuse)
 
 
-def load_build(build_dir: Path) -> BuildInfo:
-    """A build read back from build.json; every .html/.txt is re-hashed. Raises GateFailed when
-    build.json or a file is missing, a file no longer matches its recorded hash, or a variant
-    failed its gates when built."""
-    build_dir = Path(build_dir)
-    manifest = build_dir / BUILD_JSON
-    hint = "rebuild with `newsletter build MANIFEST`"
+# --- reading -------------------------------------------------------------------------------
+
+
+def load_build(build_dir: Path, *, for_sending: bool = True) -> Build:
+    """The one reader of a build: build.json parsed by BuildRecord, every .html/.txt read and
+    re-hashed, all from one resolved directory. Raises GateFailed when build.json or a file is
+    missing or not what the record says, and (for sending) when a variant failed its gates."""
+    out = Path(build_dir)
+    directory = out.resolve()
+    path = directory / BUILD_JSON
     try:
-        data = json.loads(manifest.read_text("utf-8"))
-        entries = data["variants"]
+        record = BuildRecord.from_json(path.read_text("utf-8"))
     except FileNotFoundError:
-        raise GateFailed(f"{manifest} not found: {build_dir} is not a build", hint=hint) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GateFailed(f"{manifest} is not a valid build record ({exc})", hint=hint) from None
-    variants = []
-    for segment, v in entries.items():
-        html_path, text_path = build_dir / v["html"], build_dir / v["text"]
-        try:
-            html_bytes, text_bytes = html_path.read_bytes(), text_path.read_bytes()
-        except FileNotFoundError as exc:
-            raise GateFailed(f"{exc.filename} is missing from the build", hint=hint) from None
-        for path, data_bytes, recorded in ((html_path, html_bytes, v["sha256"]),
-                                           (text_path, text_bytes, v["text_sha256"])):
-            if _sha(data_bytes) != recorded:
-                raise GateFailed(f"{path} was changed after the build (sha256 mismatch)", hint=hint)
-        gates = GateReport(list(v["gates"]["failed"]), list(v["gates"]["warnings"]))
-        if gates.failed:
-            raise GateFailed(f"{segment} failed the quality gates when built: "
-                             + "; ".join(gates.failed), hint="fix the inputs and rebuild")
-        variants.append(VariantBuild(
-            segment=segment, subject=v["subject"], preheader=v["preheader"],
-            from_name=v["from_name"], from_email=v["from_email"],
-            html_path=html_path, text_path=text_path, eml_path=build_dir / v["eml"],
-            sha256=v["sha256"], text_sha256=v["text_sha256"], size=v["size"],
-            articles=tuple(v["articles"]),
-            send_at=datetime.fromisoformat(v["send_at"]) if v["send_at"] else None, zone=v["zone"],
-            gates=gates, html=html_bytes.decode("utf-8"), text=text_bytes.decode("utf-8"),
-        ))
-    return BuildResult(
-        edition_id=data["edition"], title=data["title"], template=data["template"],
-        out_dir=build_dir, template_sha256=data["template_sha256"],
-        inputs_sha256=data["inputs_sha256"], variants=tuple(variants),
-    )
+        raise GateFailed(f"{out / BUILD_JSON} not found: {out} is not a build", hint=REBUILD_HINT) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GateFailed(f"{out / BUILD_JSON} is not a valid build record ({exc})", hint=REBUILD_HINT) from None
+    rendered: dict[str, RenderedVariant] = {}
+    for v in record.variants:
+        parts: list[str] = []
+        for name, recorded in ((v.html_file, v.sha256), (v.text_file, v.text_sha256)):
+            try:
+                data = (directory / name).read_bytes()
+            except FileNotFoundError:
+                raise GateFailed(f"{out / name} is missing from the build", hint=REBUILD_HINT) from None
+            if _sha(data) != recorded:
+                raise GateFailed(f"{out / name} was changed after the build (sha256 mismatch)", hint=REBUILD_HINT)
+            parts.append(data.decode("utf-8"))
+        if for_sending and v.gates.failed:
+            raise GateFailed(f"{v.segment} failed the quality gates when built: " + "; ".join(v.gates.failed),
+                             hint="fix the inputs and rebuild")
+        rendered[v.segment] = RenderedVariant(v.segment, parts[0], parts[1])
+    return Build(out, directory, record, rendered)

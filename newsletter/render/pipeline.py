@@ -23,13 +23,12 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from newsletter.config import Settings
-from newsletter.content import Article, Edition, VariantSpec
+from newsletter.content import TEMPLATE_ENTRY, Article, Edition, VariantSpec
 from newsletter.errors import InputError
 from newsletter.regions import region_name
 from newsletter.render.placeholders import HTML_TOKENS, TEXT_TOKENS, text_tokens_for
 from newsletter.render.plaintext import html_to_text
 
-ENTRY = "email.mjml.j2"
 TEXT_ENTRY = "text.j2"
 METADATA = "template.yaml"
 DEFAULT_THEME = {
@@ -100,7 +99,7 @@ def load_template(settings: Settings, name: str) -> Template:
     """The template `templates/<name>/`; InputError naming the path when it is missing or broken.
     Compiled templates are reused while the directory's files are unchanged (keyed by content)."""
     directory = template_dir(settings, name)
-    entry = directory / ENTRY
+    entry = directory / TEMPLATE_ENTRY
     if not entry.is_file():
         raise InputError(
             f"template {name!r} not found: {entry} does not exist",
@@ -218,9 +217,9 @@ def template_context(
 
 def render_mjml(template: Template, context: dict[str, Any]) -> str:
     try:
-        return template.environment.get_template(ENTRY).render(context)
+        return template.environment.get_template(TEMPLATE_ENTRY).render(context)
     except jinja2.TemplateError as exc:
-        where = f"{getattr(exc, 'filename', None) or template.directory / ENTRY}"
+        where = f"{getattr(exc, 'filename', None) or template.directory / TEMPLATE_ENTRY}"
         line = getattr(exc, "lineno", None)
         raise InputError(f"{where}{f':{line}' if line else ''}: template error: {exc}") from None
 

@@ -3,28 +3,28 @@ with its inbox line (from, subject, preheader), gate results and plain-text part
 
 The page is self-contained (each variant's HTML sits in a sandboxed `srcdoc` iframe with scripts
 disabled), has no JavaScript of its own, and escapes every piece of text it shows. Per-recipient
-placeholder tokens are filled with sample values so links and greetings read naturally.
+placeholder tokens are filled with the sample member's values, exactly as in the build's .eml files
+(the page shows their parts), so links and greetings read naturally.
 """
 
 from __future__ import annotations
 
+import email
 import html
-import json
 import threading
+from email import policy
+from email.message import EmailMessage
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from newsletter.errors import InputError
+from newsletter.errors import GateFailed, InputError
+from newsletter.render.build import Build, load_build
+from newsletter.render.placeholders import SAMPLE_RECIPIENT
+from newsletter.render.record import VariantRecord
 
 WIDTHS = (600, 375)
-SAMPLE_VALUES = {
-    "-first_name-": "Alex",
-    "-email-": "alex.member@example.org",
-    "-unsubscribe_url-": "https://www.example.org/newsletter/unsubscribe/preview",
-    "-preferences_url-": "https://www.example.org/newsletter/preferences/preview",
-}
 PAGE_CSP = ("default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
             "font-src https: data:; frame-src 'self' about:; base-uri 'none'; form-action 'none'")
 
@@ -51,28 +51,8 @@ pre{white-space:pre-wrap;word-break:break-word;max-width:975px;background:#f6f7f
 """
 
 
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _read_build(build_dir: Path) -> dict[str, Any]:
-    manifest = build_dir / "build.json"
-    if not manifest.is_file():
-        raise InputError(f"{build_dir}: no build.json here", hint="build the edition first: newsletter build MANIFEST")
-    try:
-        data = json.loads(manifest.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{manifest}: not valid JSON ({exc})", hint="rebuild the edition") from None
-    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
-        raise InputError(f"{manifest}: no 'variants' mapping", hint="rebuild the edition")
-    return data
-
-
-def _read_part(build_dir: Path, name: Any) -> str:
-    if not isinstance(name, str) or not name or Path(name).name != name:
-        return ""
-    path = build_dir / name
-    return path.read_text("utf-8", "replace") if path.is_file() else ""
 
 
 # Hide the frame's own scrollbar (the page still scrolls) so the email's viewport is exactly
@@ -87,40 +67,45 @@ def _framed(email_html: str) -> str:
     return email_html[:at] + FRAME_STYLE + email_html[at:]
 
 
-def with_sample_values(text: str) -> str:
-    for token, value in SAMPLE_VALUES.items():
-        text = text.replace(token, value)
-    return text
+def sample_parts(build: Build, segment: str) -> tuple[str, str]:
+    """(HTML, text) of a variant as the sample member receives it: the parts of its .eml, where
+    the build filled in the sample recipient's values (one set of sample values for both)."""
+    path = build.eml_path(segment)
+    try:
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing from the build", hint="build the edition again") from None
+    parts: list[str] = []
+    for kind in ("html", "plain"):
+        part = message.get_body((kind,))
+        content = part.get_content() if isinstance(part, EmailMessage) else ""
+        parts.append(content.replace("\r\n", "\n"))  # the message has CRLF line ends; the page LF
+    return parts[0], parts[1]
 
 
-def _variant_section(build_dir: Path, segment: str, info: dict[str, Any]) -> str:
-    email_html = _framed(with_sample_values(_read_part(build_dir, info.get("html"))))
-    text = with_sample_values(_read_part(build_dir, info.get("text")))
-    gates = info.get("gates") or {}
-    failed = [str(g) for g in gates.get("failed") or ()]
-    warnings = [str(g) for g in gates.get("warnings") or ()]
-    gate_items = "".join(f'<li class="fail">FAIL: {_e(g)}</li>' for g in failed)
-    gate_items += "".join(f'<li class="warn">warning: {_e(g)}</li>' for g in warnings)
+def _variant_section(build: Build, v: VariantRecord) -> str:
+    email_html, text = sample_parts(build, v.segment)
+    email_html = _framed(email_html)
+    gate_items = "".join(f'<li class="fail">FAIL: {_e(g)}</li>' for g in v.gates.failed)
+    gate_items += "".join(f'<li class="warn">warning: {_e(g)}</li>' for g in v.gates.warnings)
     gate_html = f'<ul class="gates">{gate_items}</ul>' if gate_items else '<p class="meta">gates: all passed</p>'
-    size = info.get("size")
-    when = info.get("send_at") or "not scheduled"
-    articles = ", ".join(str(s) for s in info.get("articles") or ())
+    when = v.send_at.isoformat() if v.send_at else "not scheduled"
     frames = "".join(
         f'<figure><figcaption>{w} px</figcaption>'
-        f'<iframe title="{_e(segment)} at {w} pixels" width="{w}" '
+        f'<iframe title="{_e(v.segment)} at {w} pixels" width="{w}" '
         'sandbox="allow-popups allow-popups-to-escape-sandbox" referrerpolicy="no-referrer" '
         f'loading="lazy" srcdoc="{_e(email_html)}"></iframe></figure>'
         for w in WIDTHS
     )
     return (
-        f'<section class="variant" id="{_e(segment)}">'
-        f"<h2>{_e(segment)}</h2>"
-        f'<div class="inbox"><div class="from">{_e(info.get("from_name"))} '
-        f'&lt;{_e(info.get("from_email"))}&gt;</div>'
-        f'<div><span class="subject">{_e(info.get("subject"))}</span> '
-        f'<span class="preheader">— {_e(info.get("preheader"))}</span></div></div>'
-        f'<p class="meta">send at {_e(when)} ({_e(info.get("zone"))}) · '
-        f'{_e(size) if size is not None else "?"} bytes · articles: {_e(articles)}</p>'
+        f'<section class="variant" id="{_e(v.segment)}">'
+        f"<h2>{_e(v.segment)}</h2>"
+        f'<div class="inbox"><div class="from">{_e(v.from_name)} '
+        f'&lt;{_e(v.from_email)}&gt;</div>'
+        f'<div><span class="subject">{_e(v.subject)}</span> '
+        f'<span class="preheader">— {_e(v.preheader)}</span></div></div>'
+        f'<p class="meta">send at {_e(when)} ({_e(v.zone)}) · '
+        f'{v.size} bytes · articles: {_e(", ".join(v.articles))}</p>'
         f"{gate_html}"
         f'<div class="frames">{frames}</div>'
         f"<h3>Plain-text part</h3><pre>{_e(text)}</pre>"
@@ -129,14 +114,16 @@ def _variant_section(build_dir: Path, segment: str, info: dict[str, Any]) -> str
 
 
 def render_preview(build_dir: Path) -> str:
-    """The preview page's HTML for a build directory (see build.json in CONTRACTS)."""
-    data = _read_build(build_dir)
-    sections = "".join(
-        _variant_section(build_dir, str(segment), info if isinstance(info, dict) else {})
-        for segment, info in data["variants"].items()
-    )
-    title = f"Preview: {data.get('title') or data.get('edition') or build_dir.name}"
-    count = len(data["variants"])
+    """The preview page's HTML for a build directory (read with load_build; a build that failed
+    a gate is shown too, with the failures)."""
+    try:
+        build = load_build(build_dir, for_sending=False)
+    except GateFailed as exc:
+        raise InputError(exc.message, hint="build the edition first: newsletter build MANIFEST") from None
+    record = build.record
+    sections = "".join(_variant_section(build, v) for v in record.variants)
+    title = f"Preview: {record.title or record.edition}"
+    count = len(record.variants)
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -144,9 +131,9 @@ def render_preview(build_dir: Path) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{PAGE_STYLE}</style></head><body>"
         f'<header class="page"><h1>{_e(title)}</h1>'
-        f"<p>edition {_e(data.get('edition'))} · template {_e(data.get('template'))} · "
+        f"<p>edition {_e(record.edition)} · template {_e(record.template)} · "
         f"{count} variant{'s' if count != 1 else ''} · each at {' and '.join(f'{w} px' for w in WIDTHS)} · "
-        "placeholders filled with sample recipient values</p></header>"
+        f"addressed to the sample member {_e(SAMPLE_RECIPIENT.name)}</p></header>"
         f"<main>{sections}</main></body></html>\n"
     )
 

@@ -11,8 +11,6 @@ States: scheduled → sending → sent | failed; scheduled → missed | stale | 
 from __future__ import annotations
 
 import logging
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +22,6 @@ from sqlalchemy import func, select, update
 from newsletter.config import Settings
 from newsletter.content import (
     SendWindow,
-    VariantSpec,
     describe,
     load_manifest,
     parse_send_time,
@@ -35,8 +32,7 @@ from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.members import defined_segments, load_segments
 from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
-from newsletter.render import BuildResult as BuildInfo
-from newsletter.render import build_edition, inputs_fingerprint, load_build
+from newsletter.render import Build, VariantRecord, build_edition, inputs_fingerprint, load_build
 from newsletter.schedule.jobs import JobRegistry, job_id
 
 log = logging.getLogger("newsletter.schedule.planning")
@@ -103,10 +99,10 @@ class PlannedSend:
 
 
 def plan_sends(
-    variants: Sequence[VariantSpec], *, segments: Sequence[str] | None, at: str | datetime | None,
+    variants: Sequence[VariantRecord], *, segments: Sequence[str] | None, at: str | datetime | None,
     window: SendWindow | None, now: datetime,
 ) -> list[PlannedSend]:
-    """When each chosen segment goes out (variants: manifest VariantSpecs, in manifest order)."""
+    """When each chosen segment goes out (variants: the build record's, in manifest order)."""
     by_name = {v.segment: v for v in variants}
     chosen = list(dict.fromkeys(segments)) if segments else list(by_name)
     unknown = [s for s in chosen if s not in by_name]
@@ -137,34 +133,18 @@ def plan_sends(
     return plans
 
 
-def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[BuildInfo, str]:
+def freeze_build(manifest_path: Path, settings: Settings, edition_id: str) -> tuple[Build, str]:
     """Build the edition into build/scheduled/<edition>/<fingerprint>/ (never changed once
     written; same inputs reuse it). Returns (the checked build, inputs fingerprint)."""
 
     fingerprint = inputs_fingerprint(manifest_path, settings)
-    root = settings.project_dir / "build" / "scheduled" / edition_id
-    target = root / fingerprint[:16]
-    if target.is_dir():
-        try:
-            return load_build(target), fingerprint
-        except Exception:
-            log.warning("frozen build %s is damaged; rebuilding it", target)
-            shutil.rmtree(target)
-    scratch = root / f".building-{uuid.uuid4().hex[:8]}"
-    try:
-        build_edition(manifest_path, settings, out_dir=scratch)
-        if inputs_fingerprint(manifest_path, settings) != fingerprint:
-            raise ScheduleError(
-                f"{manifest_path} or its articles changed while building",
-                hint="schedule again once editing has finished",
-            )
-        try:
-            scratch.rename(target)
-        except OSError:  # another process froze the same inputs first
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    target = settings.project_dir / "build" / "scheduled" / edition_id / fingerprint[:16]
+    build = build_edition(manifest_path, settings, out_dir=target, reuse=True)
+    if build.inputs_sha256 != fingerprint:
+        raise ScheduleError(
+            f"{manifest_path} or its articles changed while building",
+            hint="schedule again once editing has finished",
+        )
     return load_build(target), fingerprint
 
 
@@ -178,8 +158,9 @@ def schedule_edition(
     now = now or datetime.now(UTC)
     manifest_path = Path(manifest_path).resolve()
     edition = load_manifest(manifest_path, settings, defined_segments(settings.project_dir))
+    build, fingerprint = freeze_build(manifest_path, settings, edition.id)
     send_window = SendWindow.parse(window) if window else None
-    plans = plan_sends(edition.variants, segments=segments, at=at, window=send_window, now=now)
+    plans = plan_sends(build.variants, segments=segments, at=at, window=send_window, now=now)
     with db.session() as session:
         done = session.scalars(
             select(ScheduledSend).where(
@@ -207,7 +188,6 @@ def schedule_edition(
                 hint="an edition goes to each segment once; see `newsletter sends show "
                 f"{edition.id}`, and leave out those segments with --segment",
             )
-    build, fingerprint = freeze_build(manifest_path, settings, edition.id)
     build_dir, hashes = build.out_dir, {v.segment: v.sha256 for v in build.variants}
     with db.write_session() as session:
         for plan in plans:
