@@ -59,7 +59,7 @@ def test_a_member_who_pauses_after_the_freeze_is_not_sent_to(tmp_path: Path, db:
     from newsletter.delivery.audience import freeze_audience
     from newsletter.delivery.send import _assignments, load_variants
 
-    edition, variants = load_variants(build, settings)
+    edition, variants = load_variants(build)
     wales = [v for v in variants if v.segment == "wales"]
     from newsletter.members import load_segments
 
