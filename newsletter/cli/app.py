@@ -22,6 +22,7 @@ from newsletter.cli import (
     schedule,
     secret,
     sends,
+    serve,
     subscribers,
 )
 from newsletter.errors import DatabaseError, NewsletterError
@@ -60,6 +61,7 @@ sends.register(app)
 schedule.register(app)
 database.register(app)
 secret.register(app)
+serve.register(app)
 
 
 def environment_failure(exc: BaseException) -> NewsletterError | None:

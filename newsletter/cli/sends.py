@@ -272,12 +272,28 @@ def sends_show(
     run: Annotated[str, typer.Argument(help="A run id, or an edition id for all its segments.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration."""
-    from newsletter.delivery import run_report
+    """One run (or one edition's runs): audience, accepted, failed, uncertain, excluded, duration,
+    and SendGrid's events (delivered, deferred, opens, clicks, bounces, spam reports, unsubscribes)."""
+    from newsletter.delivery import event_counts, run_report
 
     with database() as db:
         reports = run_report(db, run)
+        events = event_counts(db, [r.run_id for r in reports if r.run_id is not None])
+    if as_json:
+        print_json([{**r.as_dict(), "events": events[r.run_id].as_dict() if r.run_id in events else None}
+                    for r in reports])
+        return
     print_reports(reports, as_json)
+    for r in reports:
+        counts = events.get(r.run_id) if r.run_id is not None else None
+        if counts is None or not any(counts.as_dict().values()):
+            continue
+        c = counts
+        console.print(
+            f"{r.segment}: events: processed {c.processed:,}, delivered {c.delivered:,}, deferred {c.deferred:,}, "
+            f"opens {c.opens:,} by {c.unique_openers:,} people (+{c.machine_opens:,} machine opens, not counted), "
+            f"clicks {c.clicks:,}, bounces {c.bounces:,}, dropped {c.dropped:,}, spam reports {c.spam_reports:,}, "
+            f"unsubscribes {c.unsubscribes:,}", markup=False, highlight=False)
 
 
 @sends_app.command("batches")

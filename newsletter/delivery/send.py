@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.archive import archive_variants
 from newsletter.delivery.audience import (
     Assignment,
     AudiencePlan,
@@ -239,6 +240,7 @@ def send_edition(
     transport = transport or make_transport(settings)
     # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
     run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
+    archive_variants(db, variants)  # the web archive shows a variant once its send has started
     policy = policy or policy_from_settings(settings)
     journal = journal_dir(settings, db)
     prepare_runs(db, run_ids, policy, resend_uncertain, journal)

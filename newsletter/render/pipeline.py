@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 import mjml
@@ -185,6 +186,11 @@ def template_settings(settings: Settings) -> dict[str, str]:
     }
 
 
+def archive_url(public_base_url: str, edition: str, segment: str) -> str:
+    """The variant's page in the member web's archive (`/archive/<edition>/<segment>`)."""
+    return f"{public_base_url.rstrip('/')}/archive/{quote(edition, safe='')}/{quote(segment, safe='')}"
+
+
 def template_context(
     edition: Edition, variant: VariantSpec, settings: Settings, theme: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -199,6 +205,8 @@ def template_context(
             "preheader": variant.preheader,
             "region": variant.region,
             "region_name": region_name(variant.region) if variant.region else None,
+            # "View in your browser": the variant's page in the web archive (no personal values)
+            "archive_url": archive_url(settings.public_base_url, edition.id, variant.segment),
         },
         "intro_html": markdown_to_html(variant.intro_markdown),
         "intro_markdown": variant.intro_markdown,
