@@ -415,7 +415,7 @@ def test_a_202_the_database_could_not_take_is_replayed_from_the_journal(
 
 def _hold_one_batch_elsewhere(db: Database) -> None:
     """Batch 0 in flight for a live sender of another process on this host (we stand in for it)."""
-    from newsletter.delivery.batches import HOST
+    from newsletter.delivery.leases import HOST
 
     with db.session() as session:
         session.execute(update(Batch).where(Batch.seq == 0).values(

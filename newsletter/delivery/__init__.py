@@ -14,6 +14,7 @@ from newsletter.delivery.events import (
     signature_checker,
     verify_signature,
 )
+from newsletter.delivery.leases import new_owner_id, owner_alive
 from newsletter.delivery.member_mail import MemberMailFailed
 from newsletter.delivery.member_requests import LinkRefused, MemberLinks
 from newsletter.delivery.recovery import (
@@ -106,7 +107,9 @@ __all__ = [
     "mark_batch_delivered",
     "move_stored_secret",
     "neutral_html",
+    "new_owner_id",
     "new_secret",
+    "owner_alive",
     "plan_send",
     "requeue_batch",
     "run_report",

@@ -16,15 +16,12 @@ is dead, or its claim is older than the lease) can have reached SendGrid, so it 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
@@ -34,6 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from newsletter.db import Database
 from newsletter.delivery.journal import OutcomeJournal, replay_journals
+from newsletter.delivery.leases import new_owner_id, owner_alive
 from newsletter.delivery.ratelimit import DatabaseRate, process_limiter
 from newsletter.delivery.requests import MailBuilder, RecipientRow
 from newsletter.delivery.transports.base import (
@@ -45,9 +43,8 @@ from newsletter.delivery.transports.base import (
 )
 from newsletter.errors import DatabaseError, DeliveryError, TransportAuthError
 from newsletter.members import eligible, remove_controls
-from newsletter.models import Batch, BatchStatus, Recipient, Subscriber
+from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, utcnow
 
-HOST = socket.gethostname()
 ERROR_BODY_LIMIT = 4000
 RETRYABLE_5XX = (500, 503)  # answered by SendGrid itself: nothing was accepted
 CLAIM_AHEAD = 0.2  # seconds before its rate slot that a worker claims and builds its request
@@ -67,41 +64,18 @@ class SendPolicy:
     db_retry_seconds: float = 120.0  # how long an outcome write is retried (database restart, lock)
 
 
-def new_sender_id() -> str:
-    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _owner_gone(claimed_by: str | None, claimed_at: datetime | None, lease: float) -> bool:
-    if claimed_at is None or claimed_at < now() - timedelta(seconds=lease):
-        return True
-    host, _, rest = (claimed_by or "").partition(":")
-    pid = rest.partition(":")[0]
-    if host != HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def prepare_runs(db: Database, run_ids: list[int], policy: SendPolicy, resend_uncertain: bool,
                  journal_dir: Path | None = None) -> None:
     """Before sending: outcomes journaled by senders that are gone are written; abandoned in_flight
     → uncertain; retryable failures → pending; and uncertain → pending when asked."""
     if journal_dir is not None:
         replay_journals(db, journal_dir)
+    lease = timedelta(seconds=policy.lease_seconds)
     with db.write_session() as session:
         for batch in session.scalars(
             select(Batch).where(Batch.run_id.in_(run_ids), Batch.status == BatchStatus.IN_FLIGHT.value)
         ):
-            if _owner_gone(batch.claimed_by, batch.claimed_at, policy.lease_seconds):
+            if not owner_alive(batch.claimed_by, batch.claimed_at, lease):
                 batch.status = BatchStatus.UNCERTAIN.value
                 batch.last_error = f"sender {batch.claimed_by} stopped while this batch was in flight"
         retryable = or_(Batch.response_status.is_(None), Batch.response_status >= 500, Batch.response_status == 429)
@@ -131,7 +105,7 @@ def retry_after(response: TransportResponse, default: float) -> float:
         if after.strip().isdigit():
             return float(after)
         try:
-            return max(0.0, (parsedate_to_datetime(after) - now()).total_seconds())
+            return max(0.0, (parsedate_to_datetime(after) - utcnow()).total_seconds())
         except (TypeError, ValueError, OverflowError):
             pass
     return default
@@ -175,7 +149,7 @@ class Sender:
         on_wait: Callable[[float, str], None] | None = None, journal_dir: Path | None = None,
     ) -> None:
         self.db, self.transport, self.builders, self.policy = db, transport, builders, policy
-        self.sender_id = new_sender_id()
+        self.sender_id = new_owner_id()
         self.stop = threading.Event()
         self.limiter = process_limiter(policy.max_requests_per_second)
         self.shared_rate = DatabaseRate(db, policy.max_requests_per_second)
@@ -240,15 +214,15 @@ class Sender:
 
     # -- claims ------------------------------------------------------------------------------
     def _ready(self) -> object:
-        t = now()
+        t = utcnow()
         return and_(
             Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value,
             or_(Batch.not_before.is_(None), Batch.not_before <= t),
         )
 
     def _claim(self) -> Claim | None:
-        values = dict(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=now(),
-                      attempts=Batch.attempts + 1, updated_at=now())
+        values = dict(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=utcnow(),
+                      attempts=Batch.attempts + 1, updated_at=utcnow())
         with self.db.write_session() as session:
             query = (select(Batch.id, Batch.run_id, Batch.seq, Batch.attempts).where(self._ready())  # type: ignore[arg-type]
                      .order_by(Batch.run_id, Batch.seq).limit(1))
@@ -283,7 +257,7 @@ class Sender:
     def _finish(self, claim: Claim, **values: object) -> bool:
         """Record the outcome, only if the batch is still ours. A database that is restarting or
         locked is retried for db_retry_seconds; meanwhile the outcome waits in the journal."""
-        values["updated_at"] = now()
+        values["updated_at"] = utcnow()
         journal = self.journal
 
         def keep() -> None:
@@ -315,7 +289,7 @@ class Sender:
         due = self._db_retrying("look for due batches", due_next)
         if not due:
             return None
-        return 0.0 if due[0] is None else max(0.0, (due[0] - now()).total_seconds())
+        return 0.0 if due[0] is None else max(0.0, (due[0] - utcnow()).total_seconds())
 
     # -- one batch ---------------------------------------------------------------------------
     def _recipients(self, claim: Claim) -> list[RecipientRow]:
@@ -352,7 +326,7 @@ class Sender:
                          response_status=status, response_body=body)
             return BatchStatus.FAILED.value
         self._finish(claim, status=BatchStatus.PENDING.value, last_error=error, response_status=status,
-                     response_body=body, not_before=now() + timedelta(seconds=self._backoff(claim.attempts)))
+                     response_body=body, not_before=utcnow() + timedelta(seconds=self._backoff(claim.attempts)))
         return BatchStatus.PENDING.value
 
     def _rate_limited(self, claim: Claim, response: TransportResponse) -> str:
@@ -374,7 +348,7 @@ class Sender:
         self._db_retrying("share the rate-limit pause", lambda: self.shared_rate.pause(asked))
         self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1, response_status=429,
                      last_error=f"rate limited (429): SendGrid asked to wait {asked:.0f} s",
-                     not_before=now() + timedelta(seconds=asked))
+                     not_before=utcnow() + timedelta(seconds=asked))
         self.announce(asked, "for SendGrid's rate limit")
         return BatchStatus.PENDING.value
 

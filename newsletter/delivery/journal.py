@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -27,10 +26,10 @@ from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.leases import HOST, process_exited
 from newsletter.models import Batch, BatchStatus, utcnow
 
 log = logging.getLogger("newsletter.delivery")
-HOST = socket.gethostname()
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DATES = ("not_before",)
 _ACTIVE: set[str] = set()  # sender ids of this process still running
@@ -94,19 +93,11 @@ class OutcomeJournal:
 
 
 def _owner_gone(entry: dict[str, object]) -> bool:
-    if entry.get("host") != HOST:
-        return False  # cannot tell from here; that host's next run replays it
-    pid = int(str(entry.get("pid", "0")))
-    if pid == os.getpid():
-        with _ACTIVE_LOCK:
+    if entry.get("host") == HOST and int(str(entry.get("pid", "0"))) == os.getpid():
+        with _ACTIVE_LOCK:  # a sender of this process: gone once it has finished
             return entry.get("sender") not in _ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    # The lease rule's process test; another host's journal is replayed by that host's next run.
+    return process_exited(str(entry.get("sender", "")))
 
 
 def replay_journals(db: Database, directory: Path) -> int:

@@ -27,14 +27,14 @@ from newsletter.delivery.audience import (
     freeze_audience,
     plan_audience,
 )
-from newsletter.delivery.batches import Sender, SendPolicy, now, prepare_runs
+from newsletter.delivery.batches import Sender, SendPolicy, prepare_runs
 from newsletter.delivery.journal import journal_dir
 from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
 from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments
-from newsletter.models import Batch, BatchStatus, RunStatus, SendRun
+from newsletter.models import Batch, BatchStatus, RunStatus, SendRun, utcnow
 from newsletter.render import load_build
 
 __all__ = [
@@ -204,7 +204,7 @@ def _mark_runs(db: Database, run_ids: list[int], transport: str, *, starting: bo
     with db.write_session() as session:
         for run in session.scalars(select(SendRun).where(SendRun.id.in_(run_ids))):
             if starting:
-                run.started_at = run.started_at or now()
+                run.started_at = run.started_at or utcnow()
                 run.transport = transport
                 if run.status != RunStatus.FINISHED.value:
                     run.finished_at = None  # a resumed run finishes anew
@@ -216,7 +216,7 @@ def _mark_runs(db: Database, run_ids: list[int], transport: str, *, starting: bo
                 continue
             unsettled = counts.get(BatchStatus.FAILED.value, 0) + counts.get(BatchStatus.UNCERTAIN.value, 0)
             run.status = (RunStatus.INCOMPLETE if unsettled else RunStatus.FINISHED).value
-            run.finished_at = run.finished_at or now()
+            run.finished_at = run.finished_at or utcnow()
 
 
 def send_edition(

@@ -8,8 +8,8 @@ When a job fires, `execute_send` decides, and records, what happens:
   'failed'. Delivery itself is guarded by its own run claim, so even a stolen race cannot
   double-send.
 A send left 'sending' by a daemon that died (kill -9) is resumed through the delivery code, which
-picks up where it stopped. A daemon counts as dead when it is on this host and its process is gone,
-or when it has not renewed its heartbeat for HEARTBEAT_TIMEOUT.
+picks up where it stopped. Whether its daemon is gone is delivery's lease rule: on this host, its
+process is gone; anywhere, it has not renewed its heartbeat for HEARTBEAT_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +27,7 @@ from sqlalchemy import select, update
 from newsletter.config import Settings, load_settings
 from newsletter.content import SendWindow, describe
 from newsletter.db import Database, open_database
-from newsletter.delivery import make_transport, send_edition
+from newsletter.delivery import make_transport, new_owner_id, owner_alive, send_edition
 from newsletter.errors import DeliveryError
 from newsletter.models import ScheduledSend, ScheduleState
 from newsletter.render import inputs_fingerprint, load_build
@@ -71,17 +69,13 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
     return deliver
 
 
-def _owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 @dataclass
 class DaemonContext:
     db: Database
     settings: Settings
     deliver: Deliver
     grace: timedelta
-    owner: str = field(default_factory=_owner_id)
+    owner: str = field(default_factory=new_owner_id)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     running: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,30 +202,6 @@ def _span(delta: timedelta) -> str:
 # ------------------------------------------------------------------ crash recovery
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # PermissionError: alive, someone else's
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def owner_alive(ctx: DaemonContext, owner: str | None, heartbeat: datetime | None) -> bool:
-    if not owner:
-        return False
-    if owner == ctx.owner:
-        return True  # this process: the send is running in one of our threads
-    if heartbeat is None or ctx.clock() - heartbeat > HEARTBEAT_TIMEOUT:
-        return False
-    host, _, rest = owner.partition(":")
-    if host == socket.gethostname():
-        pid = rest.partition(":")[0]
-        return pid.isdigit() and _pid_alive(int(pid))
-    return True
-
-
 def resume_orphans(
     ctx: DaemonContext, submit: Callable[[ScheduledSendInfo], None] | None = None
 ) -> list[str]:
@@ -245,7 +215,9 @@ def resume_orphans(
         with ctx.lock:
             if key in ctx.running:
                 continue
-        if owner_alive(ctx, row.owner, row.heartbeat_at) or not _claim_orphan(ctx, row):
+        if row.owner == ctx.owner:
+            continue  # this process: the send is running in one of our threads
+        if owner_alive(row.owner, row.heartbeat_at, HEARTBEAT_TIMEOUT, now=ctx.clock()) or not _claim_orphan(ctx, row):
             continue
         log.warning("%s: resuming a send interrupted in %s", key, row.owner)
         taken.append(key)
