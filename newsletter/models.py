@@ -5,8 +5,9 @@ Tables:
   signup_requests, limit_counters                           (member web: double opt-in)
   send_runs, recipients, batches                            (delivery issue)
   delivery_events, archived_variants                        (member web: event webhook, archive)
-  scheduled_sends                                           (scheduling issue; APScheduler keeps
-                                                             its own `apscheduler_jobs` table)
+  scheduled_sends                                           (scheduling issue; the one truth of
+                                                             the schedule: the daemon keeps no
+                                                             table of its own)
 """
 
 from __future__ import annotations

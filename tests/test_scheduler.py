@@ -25,8 +25,7 @@ from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.models import ScheduledSend
 from newsletter.render.build import build_edition, load_build
-from newsletter.schedule.daemon import DaemonContext, execute_send, resume_orphans
-from newsletter.schedule.jobs import JobRegistry
+from newsletter.schedule.daemon import Daemon, daemon_for
 from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -59,12 +58,18 @@ def env(project: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     db.dispose()
 
 
-def ctx_for(settings: Settings, db: Database, deliver: Recorder, *, grace: int = 30,
-            at: datetime | None = None) -> DaemonContext:
-    ctx = DaemonContext(db, settings, deliver, timedelta(minutes=grace))
-    if at is not None:
-        ctx.clock = lambda: at
-    return ctx
+def daemon(settings: Settings, db: Database, deliver: Recorder, *, grace: int = 30,
+           at: datetime | None = None) -> Daemon:
+    """A daemon whose clock reads `at` (default: the real time)."""
+    if at is None:
+        return Daemon(db, settings, deliver, grace=timedelta(minutes=grace))
+    return Daemon(db, settings, deliver, grace=timedelta(minutes=grace), clock=lambda: at)
+
+
+def waiting(db: Database, settings: Settings) -> dict[str, datetime]:
+    """What a daemon reading the schedule now would wait for: send → time."""
+    sends = daemon(settings, db, Recorder()).waiting_sends()
+    return {send.key: send.send_at for send in sends.values()}
 
 
 def soon(minutes: int = 10) -> str:
@@ -77,7 +82,7 @@ def state(db: Database, segment: str) -> ScheduledSend:
     return row
 
 
-def test_schedule_freezes_the_build_and_registers_one_job_per_segment(env) -> None:  # type: ignore[no-untyped-def]
+def test_schedule_freezes_the_build_and_records_one_send_per_segment(env) -> None:  # type: ignore[no-untyped-def]
     settings, db, manifest = env
     infos = schedule_edition(db, settings, manifest, at="2099-01-05 08:00")
     assert [(i.segment, i.state) for i in infos] == [
@@ -86,13 +91,12 @@ def test_schedule_freezes_the_build_and_registers_one_job_per_segment(env) -> No
     build = load_build(infos[0].build_dir)
     assert {i.variant_sha256 for i in infos if i.segment == "east"} == {build.variant("east").sha256}
     assert {i.segment: i.audience for i in infos} == {k: len(v) for k, v in MEMBERS.items()}
-    jobs = JobRegistry(db).jobs()
-    assert jobs == {f"{EDITION}:{s}": datetime(2099, 1, 5, 8, 0, tzinfo=UTC) for s in MEMBERS}
+    assert waiting(db, settings) == {f"{EDITION}:{s}": datetime(2099, 1, 5, 8, 0, tzinfo=UTC) for s in MEMBERS}
 
-    # Scheduling again replaces the rows and jobs instead of adding more.
+    # Scheduling again replaces the rows instead of adding more.
     schedule_edition(db, settings, manifest, segments=["east"], at="2099-01-06 09:30")
-    jobs = JobRegistry(db).jobs()
-    assert len(jobs) == 3 and jobs[f"{EDITION}:east"] == datetime(2099, 1, 6, 9, 30, tzinfo=UTC)
+    sends = waiting(db, settings)
+    assert len(sends) == 3 and sends[f"{EDITION}:east"] == datetime(2099, 1, 6, 9, 30, tzinfo=UTC)
     assert len(list_schedule(db, settings)) == 3
 
 
@@ -128,10 +132,10 @@ def test_a_due_job_sends_once_and_is_recorded_sent(env) -> None:  # type: ignore
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
     deliver = Recorder()
-    ctx = ctx_for(settings, db, deliver, at=info.send_at + timedelta(seconds=5))
-    assert execute_send(ctx, EDITION, "east") == "sent"
+    scheduler = daemon(settings, db, deliver, at=info.send_at + timedelta(seconds=5))
+    assert scheduler.execute_send(EDITION, "east") == "sent"
     assert deliver.sent == [(EDITION, "east", info.build_dir)]
-    assert execute_send(ctx, EDITION, "east") == "sent"  # a second firing sends nothing
+    assert scheduler.execute_send(EDITION, "east") == "sent"  # a second firing sends nothing
     assert len(deliver.sent) == 1
 
 
@@ -139,8 +143,8 @@ def test_two_schedulers_firing_the_same_job_send_once(env) -> None:  # type: ign
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["london"], at=soon())
     deliver = Recorder()
-    contexts = [ctx_for(settings, db, deliver, at=info.send_at) for _ in range(4)]
-    threads = [threading.Thread(target=execute_send, args=(c, EDITION, "london")) for c in contexts]
+    schedulers = [daemon(settings, db, deliver, at=info.send_at) for _ in range(4)]
+    threads = [threading.Thread(target=c.execute_send, args=(EDITION, "london")) for c in schedulers]
     for t in threads:
         t.start()
     for t in threads:
@@ -156,9 +160,9 @@ def test_past_the_grace_it_is_missed_and_nothing_is_sent(env) -> None:  # type: 
     set_send_at(db, EDITION, "east", due)
     set_send_at(db, EDITION, "london", due + timedelta(minutes=100))  # 20 min late: within grace
     deliver = Recorder()
-    ctx = ctx_for(settings, db, deliver, grace=30)
-    assert execute_send(ctx, EDITION, "east") == "missed"
-    assert execute_send(ctx, EDITION, "london") == "sent"
+    scheduler = daemon(settings, db, deliver, grace=30)
+    assert scheduler.execute_send(EDITION, "east") == "missed"
+    assert scheduler.execute_send(EDITION, "london") == "sent"
     assert [s for _, s, _ in deliver.sent] == ["london"]
     east = {i.segment: i for i in list_schedule(db, settings)}["east"]
     assert east.state == "missed" and "beyond the misfire grace of 30 min" in (east.note or "")
@@ -172,8 +176,8 @@ def test_outside_the_send_window_at_run_time_it_is_missed(env) -> None:  # type:
     [info] = schedule_edition(db, settings, manifest, segments=["east"],
                               at="2099-01-05 19:50", window="07:00-20:00")
     deliver = Recorder()
-    ctx = ctx_for(settings, db, deliver, at=info.send_at + timedelta(minutes=15))  # 20:05 GMT
-    assert execute_send(ctx, EDITION, "east") == "missed"
+    scheduler = daemon(settings, db, deliver, at=info.send_at + timedelta(minutes=15))  # 20:05 GMT
+    assert scheduler.execute_send(EDITION, "east") == "missed"
     assert deliver.sent == [] and "outside the send window" in (state(db, "east").note or "")
 
 
@@ -183,8 +187,8 @@ def test_an_article_changed_after_scheduling_makes_the_job_stale(env) -> None:  
     article = manifest.parent / "articles" / "leading-change.md"
     article.write_text(article.read_text().replace("Small wins", "Big wins"))
     deliver = Recorder()
-    ctx = ctx_for(settings, db, deliver, at=info.send_at)
-    assert execute_send(ctx, EDITION, "scotland") == "stale"
+    scheduler = daemon(settings, db, deliver, at=info.send_at)
+    assert scheduler.execute_send(EDITION, "scotland") == "stale"
     assert deliver.sent == []
     assert "changed after scheduling" in (state(db, "scotland").note or "")
     with pytest.raises(ScheduleError, match="schedule the manifest again"):
@@ -192,7 +196,7 @@ def test_an_article_changed_after_scheduling_makes_the_job_stale(env) -> None:  
     # Scheduling again approves the new text.
     [again] = schedule_edition(db, settings, manifest, segments=["scotland"], at=soon())
     assert again.state == "scheduled" and again.build_dir != info.build_dir
-    assert execute_send(ctx_for(settings, db, deliver, at=again.send_at), EDITION, "scotland") == "sent"
+    assert daemon(settings, db, deliver, at=again.send_at).execute_send(EDITION, "scotland") == "sent"
 
 
 def test_a_tampered_frozen_build_is_stale(env) -> None:  # type: ignore[no-untyped-def]
@@ -201,15 +205,15 @@ def test_a_tampered_frozen_build_is_stale(env) -> None:  # type: ignore[no-untyp
     html = info.build_dir / "east.html"
     html.write_text(html.read_text().replace("digest", "DIGEST"))
     deliver = Recorder()
-    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") == "stale"
+    assert daemon(settings, db, deliver, at=info.send_at).execute_send(EDITION, "east") == "stale"
     assert deliver.sent == []
 
 
 def test_a_delivery_error_marks_it_failed_and_move_rearms_it(env) -> None:  # type: ignore[no-untyped-def]
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
-    ctx = ctx_for(settings, db, Recorder(fail=RuntimeError("provider down")), at=info.send_at)
-    assert execute_send(ctx, EDITION, "east") == "failed"
+    scheduler = daemon(settings, db, Recorder(fail=RuntimeError("provider down")), at=info.send_at)
+    assert scheduler.execute_send(EDITION, "east") == "failed"
     assert "provider down" in (state(db, "east").note or "")
     moved = move(db, settings, EDITION, "east", soon(30))
     assert moved.state == "scheduled" and moved.send_at > info.send_at
@@ -222,12 +226,11 @@ def test_cancel_and_move(env) -> None:  # type: ignore[no-untyped-def]
     assert moved.send_at == datetime(2099, 1, 5, 7, 15, tzinfo=UTC)
     cancelled = cancel(db, settings, EDITION, "east")
     assert [(i.segment, i.state) for i in cancelled] == [("east", "cancelled")]
-    jobs = JobRegistry(db).jobs()
-    assert jobs == {f"{EDITION}:london": datetime(2099, 1, 5, 7, 15, tzinfo=UTC),
-                    f"{EDITION}:scotland": datetime(2099, 1, 5, 8, 0, tzinfo=UTC)}
+    assert waiting(db, settings) == {f"{EDITION}:london": datetime(2099, 1, 5, 7, 15, tzinfo=UTC),
+                                     f"{EDITION}:scotland": datetime(2099, 1, 5, 8, 0, tzinfo=UTC)}
     deliver = Recorder()
-    ctx = ctx_for(settings, db, deliver, at=datetime(2099, 1, 5, 8, 0, tzinfo=UTC))
-    assert execute_send(ctx, EDITION, "east") == "cancelled" and deliver.sent == []
+    scheduler = daemon(settings, db, deliver, at=datetime(2099, 1, 5, 8, 0, tzinfo=UTC))
+    assert scheduler.execute_send(EDITION, "east") == "cancelled" and deliver.sent == []
     cancel(db, settings, EDITION)
     assert {i.state for i in list_schedule(db, settings)} == {"cancelled"}
     with pytest.raises(NotFound):
@@ -249,22 +252,32 @@ def test_a_send_left_sending_by_a_dead_daemon_is_resumed_once(env) -> None:  # t
     _mark_sending(db, "east", f"{host}:99999999:dead", datetime.now(UTC))       # process gone
     _mark_sending(db, "london", f"{host}:{os.getppid()}:live", datetime.now(UTC))  # alive
     deliver = Recorder()
-    assert resume_orphans(ctx_for(settings, db, deliver)) == [f"{EDITION}:east"]
+    assert daemon(settings, db, deliver).resume_orphans() == [f"{EDITION}:east"]
     assert [s for _, s, _ in deliver.sent] == ["east"]
     assert state(db, "east").state == "sent" and state(db, "london").state == "sending"
     # A live owner that stopped renewing its heartbeat (another host, hung) is taken over too.
     _mark_sending(db, "london", "elsewhere:1:x", datetime.now(UTC) - timedelta(minutes=5))
-    assert resume_orphans(ctx_for(settings, db, deliver)) == [f"{EDITION}:london"]
-    assert resume_orphans(ctx_for(settings, db, deliver)) == []
+    assert daemon(settings, db, deliver).resume_orphans() == [f"{EDITION}:london"]
+    assert daemon(settings, db, deliver).resume_orphans() == []
+
+
+def test_a_send_this_daemon_holds_but_no_longer_runs_is_taken_up_again_by_it(env) -> None:  # type: ignore[no-untyped-def]
+    """A send thread that stopped before recording the outcome (the database was away, say)."""
+    settings, db, manifest = env
+    schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    deliver = Recorder()
+    holder = daemon(settings, db, deliver)
+    _mark_sending(db, "east", holder.owner, datetime.now(UTC))
+    assert daemon(settings, db, deliver).resume_orphans() == []  # its holder is alive: hands off
+    assert holder.resume_orphans() == [f"{EDITION}:east"]
+    assert [s for _, s, _ in deliver.sent] == ["east"] and state(db, "east").state == "sent"
 
 
 def test_real_delivery_through_the_outbox(env) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.schedule.daemon import context_for
-
     settings, db, manifest = env
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
-    ctx = context_for(settings, db=db, clock=lambda: info.send_at)
-    assert execute_send(ctx, EDITION, "east") == "sent"
+    scheduler = daemon_for(settings, db, clock=lambda: info.send_at)
+    assert scheduler.execute_send(EDITION, "east") == "sent"
     files = sorted((settings.resolved_outbox_dir / EDITION / "east").glob("*.json"))
     emails = [to["email"] for f in files for p in json.loads(f.read_text())["personalizations"]
               for to in p["to"]]
@@ -323,7 +336,7 @@ def test_cli_scheduler_run_once_sends_what_is_due(env, cli) -> None:  # type: ig
     assert result.exit_code == 0, result.stderr
     states = {i["segment"]: i["state"] for i in json.loads(cli("schedule", "list", "--json").stdout)}
     assert states == {"east": "scheduled", "london": "sent", "scotland": "scheduled"}
-    assert set(JobRegistry(db).jobs()) == {f"{EDITION}:east", f"{EDITION}:scotland"}
+    assert set(waiting(db, settings)) == {f"{EDITION}:east", f"{EDITION}:scotland"}
 
 
 def test_demo_step_schedules_and_cancels_in_a_throwaway_database(env) -> None:  # type: ignore[no-untyped-def]
@@ -352,7 +365,7 @@ def test_an_unrelated_broken_draft_does_not_stop_a_scheduled_send(env) -> None: 
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
     (manifest.parent / "articles" / "half-written-draft.md").write_text("no front matter yet\n")
     deliver = Recorder()
-    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") == "sent"
+    assert daemon(settings, db, deliver, at=info.send_at).execute_send(EDITION, "east") == "sent"
     assert len(deliver.sent) == 1
 
 
@@ -384,5 +397,5 @@ def test_a_job_that_fires_while_it_is_being_moved_does_not_send(env, monkeypatch
 
     monkeypatch.setattr(daemon_module, "frozen_build_problem", moved_meanwhile)
     deliver = Recorder()
-    assert execute_send(ctx_for(settings, db, deliver, at=info.send_at), EDITION, "east") is None
+    assert daemon(settings, db, deliver, at=info.send_at).execute_send(EDITION, "east") is None
     assert deliver.sent == [] and state(db, "east").state == "scheduled"

@@ -1,9 +1,11 @@
-"""`newsletter scheduler run`: sends due jobs through the real delivery code; misfire; two
-daemons on one database; kill -9 mid-send and restart."""
+"""`newsletter scheduler run`: sends due sends through the real delivery code; misfire; sends
+scheduled, moved or cancelled while it runs; two daemons on one database; kill -9 mid-send and
+restart; no table of its own."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +14,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,11 +30,13 @@ from scheduling_support import (
     set_send_at,
     wait_until,
 )
+from sqlalchemy import inspect
 
-from newsletter.config import load_settings
+from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
-from newsletter.schedule.daemon import context_for, run_daemon
-from newsletter.schedule.planning import list_schedule, schedule_edition
+from newsletter.models import Base
+from newsletter.schedule.daemon import Daemon, daemon_for
+from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
 
 ALL_MEMBERS = sorted(e for emails in MEMBERS.values() for e in emails)
 
@@ -94,6 +99,8 @@ def test_a_job_a_few_seconds_ahead_is_sent_by_the_daemon(env, project: Path, cli
     assert sorted(emails) == sorted(MEMBERS["east"])
     text = log.read_text()
     assert "2099-01:east: sending" in text and "scheduler stopped" in text
+    # The schedule lives in scheduled_sends only: the daemon kept no job table of its own.
+    assert set(inspect(db.engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
 
 
 def test_a_daemon_started_two_hours_late_marks_the_job_missed(env, project: Path) -> None:  # type: ignore[no-untyped-def]
@@ -101,10 +108,9 @@ def test_a_daemon_started_two_hours_late_marks_the_job_missed(env, project: Path
     settings = load_settings()
     schedule_edition(db, settings, manifest, segments=["east"], at=(now() + timedelta(hours=1)))
     set_send_at(db, EDITION, "east", now() - timedelta(hours=2))  # as if the server was down
-    ctx = context_for(settings, db=db, grace_minutes=30)
+    scheduler = daemon_for(settings, db, grace_minutes=30)
     stop_event = threading.Event()
-    thread = threading.Thread(target=run_daemon, args=(ctx,), kwargs={
-        "poll_seconds": 0.2, "stop": stop_event})
+    thread = threading.Thread(target=scheduler.run, kwargs={"poll_seconds": 0.2, "stop": stop_event})
     thread.start()
     try:
         wait_until(lambda: states(db)["east"] != "scheduled", what="the job to run")
@@ -124,8 +130,8 @@ def test_an_edited_article_makes_the_daemon_refuse_and_mark_stale(env, project: 
     article.write_text(article.read_text().replace("three teams", "four teams"))
     set_send_at(db, EDITION, "london", now())
     stop_event = threading.Event()
-    thread = threading.Thread(target=run_daemon, args=(context_for(settings, db=db),), kwargs={
-        "poll_seconds": 0.2, "stop": stop_event})
+    thread = threading.Thread(target=daemon_for(settings, db).run,
+                              kwargs={"poll_seconds": 0.2, "stop": stop_event})
     thread.start()
     try:
         wait_until(lambda: states(db)["london"] != "scheduled", what="the job to run")
@@ -134,6 +140,110 @@ def test_an_edited_article_makes_the_daemon_refuse_and_mark_stale(env, project: 
         thread.join(timeout=30)
     assert states(db) == {"london": "stale"}
     assert not (project / "outbox").exists()
+
+
+POLL = 0.2  # seconds between the in-process daemon's readings of the schedule
+ON_TIME = timedelta(seconds=2.5)  # how late "at its time" may be on a busy two-core machine
+
+
+class Handovers:
+    """Stands in for delivery in an in-process daemon: which send was handed over, and when."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, datetime]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, send) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.sent.append((send.segment, now()))
+
+    def at(self) -> dict[str, datetime]:
+        with self.lock:
+            return dict(self.sent)
+
+
+@contextmanager
+def running_daemon(db: Database, settings: Settings, deliver: Handovers) -> Iterator[Daemon]:
+    scheduler = Daemon(db, settings, deliver, grace=timedelta(minutes=30))
+    stop_event = threading.Event()
+    thread = threading.Thread(target=scheduler.run, kwargs={"poll_seconds": POLL, "stop": stop_event})
+    thread.start()
+    try:
+        yield scheduler
+    finally:
+        stop_event.set()
+        thread.join(timeout=30)
+
+
+def alarms_set(caplog: pytest.LogCaptureFixture, segment: str) -> int:
+    """How often the daemon has set (or moved) the segment's alarm from its row."""
+    return caplog.text.count(f"{EDITION}:{segment}: due ")
+
+
+@pytest.mark.slow
+def test_a_send_scheduled_by_another_process_after_the_daemon_started_goes_at_its_time(  # type: ignore[no-untyped-def]
+    env, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest, db = env
+    caplog.set_level(logging.INFO, logger="newsletter.schedule")
+    handovers = Handovers()
+    with running_daemon(db, load_settings(), handovers):
+        wait_until(lambda: "scheduler started" in caplog.text, what="the daemon to start")
+        at = now() + timedelta(seconds=8)  # `newsletter schedule` builds first: a few seconds
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter", "schedule", str(manifest), "--segment", "east",
+             "--at", at.isoformat()], capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        wait_until(lambda: states(db).get("east") == "sent", what="east sent")
+    assert list(handovers.at()) == ["east"]
+    assert at <= handovers.at()["east"] < at + ON_TIME
+
+
+@pytest.mark.slow
+def test_sends_moved_while_the_daemon_runs_go_at_their_new_time_only(  # type: ignore[no-untyped-def]
+    env, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest, db = env
+    settings = load_settings()
+    caplog.set_level(logging.INFO, logger="newsletter.schedule")
+    schedule_edition(db, settings, manifest, segments=["east", "london"], at=now() + timedelta(hours=1))
+    handovers = Handovers()
+    with running_daemon(db, settings, handovers):
+        wait_until(lambda: alarms_set(caplog, "east") == alarms_set(caplog, "london") == 1,
+                   what="alarms set for an hour from now")
+        earlier = now() + timedelta(seconds=3)
+        move(db, settings, EDITION, "east", earlier)  # an hour earlier
+        move(db, settings, EDITION, "london", earlier)
+        wait_until(lambda: alarms_set(caplog, "london") == 2, what="london's alarm moved")
+        later = now() + timedelta(seconds=6)
+        move(db, settings, EDITION, "london", later)  # and then later again
+        wait_until(lambda: states(db) == {"east": "sent", "london": "sent"}, what="both sent")
+        time.sleep(3 * POLL)  # nothing more goes out
+    sent = handovers.at()
+    assert sorted(handovers.sent) == sorted(sent.items())  # each once
+    assert earlier <= sent["east"] < earlier + ON_TIME
+    assert later <= sent["london"] < later + ON_TIME  # nothing at the time it was moved away from
+
+
+@pytest.mark.slow
+def test_a_send_cancelled_while_the_daemon_runs_is_not_sent(  # type: ignore[no-untyped-def]
+    env, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest, db = env
+    settings = load_settings()
+    caplog.set_level(logging.INFO, logger="newsletter.schedule")
+    schedule_edition(db, settings, manifest, segments=["scotland"], at=now() + timedelta(hours=1))
+    handovers = Handovers()
+    with running_daemon(db, settings, handovers):
+        wait_until(lambda: alarms_set(caplog, "scotland") == 1, what="the alarm set for an hour from now")
+        soon = now() + timedelta(seconds=3)
+        move(db, settings, EDITION, "scotland", soon)
+        wait_until(lambda: alarms_set(caplog, "scotland") == 2, what="the alarm set for soon")
+        cancel(db, settings, EDITION, "scotland")
+        wait_until(lambda: now() > soon + ON_TIME, what="well past the old time")
+    assert handovers.sent == []
+    assert states(db) == {"scotland": "cancelled"}
 
 
 @pytest.mark.slow
@@ -147,6 +257,10 @@ def test_two_daemons_on_one_database_send_each_member_once(  # type: ignore[no-u
         procs = [daemon(log=project / f"daemon{i}.log") for i in range(2)]
         try:
             wait_until(lambda: set(states(db).values()) == {"sent"}, timeout=60, what="all sent")
+            # On a busy machine one daemon may send everything before the other has even started
+            # (and installed its SIGTERM handler): a clean stop is only asked of a started daemon.
+            wait_until(lambda: all("scheduler started" in (project / f"daemon{i}.log").read_text()
+                                   for i in range(2)), what="both daemons started")
         finally:
             codes = [stop(p) for p in procs]
         assert codes == [0, 0]
@@ -187,12 +301,8 @@ def test_a_daemon_busy_with_many_sends_still_proves_it_is_alive(db_url: str, mon
     """Every send thread busy must not starve the heartbeat, or another daemon would take over
     sends that are alive (found in review)."""
     import newsletter.schedule.daemon as daemon_module
-    from newsletter.db import open_database
     from newsletter.models import ScheduledSend
-    from newsletter.schedule.jobs import JobRegistry
 
-    monkeypatch.setattr(daemon_module, "HEARTBEAT_INTERVAL", timedelta(seconds=0.2))
-    monkeypatch.setattr(daemon_module, "HEARTBEAT_TIMEOUT", timedelta(seconds=1))
     monkeypatch.setattr(daemon_module, "frozen_build_problem", lambda settings, send: None)
     db = open_database(db_url)
     at = now() + timedelta(seconds=1)
@@ -200,19 +310,17 @@ def test_a_daemon_busy_with_many_sends_still_proves_it_is_alive(db_url: str, mon
         for i in range(8):  # as many sends as the daemon has send threads
             s.add(ScheduledSend(edition=EDITION, segment=f"seg{i}", manifest_path="m", build_dir="b", send_at=at,
                                 zone="UTC", fingerprint="f", variant_sha256="v"))
-    registry = JobRegistry(db)
-    for i in range(8):
-        registry.put(EDITION, f"seg{i}", at)
     release = threading.Event()
-    busy = daemon_module.DaemonContext(db, None, lambda send: release.wait(30) and "ok", timedelta(minutes=5))
-    other = daemon_module.DaemonContext(db, None, lambda send: "x", timedelta(minutes=5))
+    lease = {"heartbeat_interval": timedelta(seconds=0.2), "heartbeat_timeout": timedelta(seconds=1)}
+    busy = Daemon(db, None, lambda send: release.wait(30) and "ok", grace=timedelta(minutes=5), threads=8, **lease)
+    other = Daemon(db, None, lambda send: "x", grace=timedelta(minutes=5), **lease)
     stop_event = threading.Event()
-    thread = threading.Thread(target=run_daemon, args=(busy,), kwargs={"poll_seconds": 0.2, "stop": stop_event})
+    thread = threading.Thread(target=busy.run, kwargs={"poll_seconds": 0.2, "stop": stop_event})
     thread.start()
     try:
         wait_until(lambda: len(busy.running) == 8, what="eight sends running")
-        time.sleep(2.5)  # well past HEARTBEAT_TIMEOUT
-        assert daemon_module.resume_orphans(other, submit=lambda send: None) == []
+        time.sleep(2.5)  # well past the heartbeat timeout
+        assert other.resume_orphans(submit=lambda send: None) == []
     finally:
         release.set()
         stop_event.set()

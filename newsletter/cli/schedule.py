@@ -153,21 +153,22 @@ def run(
         help="Misfire grace in minutes (default: setting misfire_grace_minutes, 30).",
         min=0)] = None,
     poll: Annotated[float, typer.Option(
-        help="Seconds between checks for new jobs and interrupted sends.", min=0.1)] = 5.0,
+        help="Seconds between readings of the schedule (new, moved, cancelled sends) and checks "
+             "for interrupted sends.", min=0.1)] = 5.0,
 ) -> None:
     """Send scheduled editions at their times. Stop with Ctrl-C or SIGTERM."""
-    from newsletter.schedule import context_for, run_daemon, run_once
+    from newsletter.schedule import daemon_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = settings()
     with database(cfg) as db:
-        ctx = context_for(cfg, db=db, grace_minutes=grace)
+        daemon = daemon_for(cfg, db, grace_minutes=grace)
         if once:
-            run_once(ctx)
+            daemon.run_once()
         else:
-            run_daemon(ctx, poll_seconds=poll)
+            daemon.run(poll_seconds=poll)
 
 
 def register(app: typer.Typer) -> None:

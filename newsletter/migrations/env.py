@@ -4,12 +4,6 @@ from alembic import context
 
 from newsletter.models import Base
 
-IGNORED_TABLES = {"apscheduler_jobs"}  # owned by APScheduler's SQLAlchemyJobStore
-
-
-def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    return not (type_ == "table" and name in IGNORED_TABLES)
-
 
 def run_migrations() -> None:
     engine = context.config.attributes["engine"]
@@ -17,7 +11,6 @@ def run_migrations() -> None:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
-            include_object=include_object,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
         )

@@ -1,8 +1,8 @@
 """Scheduling: each segment's send at its time. The `scheduled_sends` rows are the one truth;
-the daemon uses APScheduler as its clock.
+the daemon keeps APScheduler as its alarm clock, with jobs in memory set from those rows.
 """
 
-from newsletter.schedule.daemon import context_for, run_daemon, run_once
+from newsletter.schedule.daemon import Daemon, daemon_for
 from newsletter.schedule.planning import (
     ScheduledSendInfo,
     cancel,
@@ -12,12 +12,11 @@ from newsletter.schedule.planning import (
 )
 
 __all__ = [
+    "Daemon",
     "ScheduledSendInfo",
     "cancel",
-    "context_for",
+    "daemon_for",
     "list_schedule",
     "move",
-    "run_daemon",
-    "run_once",
     "schedule_edition",
 ]

@@ -1,15 +1,24 @@
 """`newsletter scheduler run`: the daemon that sends scheduled editions.
 
-When a job fires, `execute_send` decides, and records, what happens:
+The `scheduled_sends` rows are the one truth. A send is due when its row is 'scheduled' and its
+send_at has passed; the daemon's alarm clock (newsletter.schedule.alarms: APScheduler, jobs in
+memory only) just decides when to look. On start and every poll the daemon reads the waiting rows
+and sets its alarms from them, so sends scheduled, moved or cancelled by any process are honoured
+within one poll, and nothing but the rows survives a restart.
+
+When an alarm rings, `Daemon.execute_send` decides, and records, what happens:
 - not 'scheduled' any more (cancelled, or another daemon has it) → nothing;
+- not due yet (moved later) → nothing; the alarm is set again for the new time;
 - later than the misfire grace, or outside the segment's send window → 'missed', nothing sent;
 - the manifest, its articles, the template or the frozen build changed → 'stale', nothing sent;
 - otherwise scheduled → sending by compare-and-set (one daemon wins), deliver, then 'sent' or
   'failed'. Delivery itself is guarded by its own run claim, so even a stolen race cannot
   double-send.
 A send left 'sending' by a daemon that died (kill -9) is resumed through the delivery code, which
-picks up where it stopped. Whether its daemon is gone is delivery's lease rule: on this host, its
-process is gone; anywhere, it has not renewed its heartbeat for HEARTBEAT_TIMEOUT.
+picks up where it stopped. Whether its daemon is gone is delivery's lease rule
+(newsletter.delivery.owner_alive): the daemon renews a heartbeat on the rows it sends every
+HEARTBEAT_INTERVAL, and counts as gone when that is older than HEARTBEAT_TIMEOUT or, on this
+host, when its process has exited.
 """
 
 from __future__ import annotations
@@ -18,38 +27,38 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from newsletter.config import Settings, load_settings
+from newsletter.config import Settings
 from newsletter.content import SendWindow, describe
-from newsletter.db import Database, open_database
+from newsletter.db import Database
 from newsletter.delivery import make_transport, new_owner_id, owner_alive, send_edition
 from newsletter.errors import DeliveryError
-from newsletter.models import ScheduledSend, ScheduleState
+from newsletter.models import ScheduledSend, ScheduleState, utcnow
 from newsletter.render import inputs_fingerprint, load_build
-from newsletter.schedule.jobs import JobRegistry, job_id, make_scheduler, register_job
-from newsletter.schedule.planning import ScheduledSendInfo, info_of, set_state
+from newsletter.schedule.alarms import AlarmClock, SendKey
+from newsletter.schedule.planning import ScheduledSendInfo, info_of, send_key, set_state
 
-log = logging.getLogger("newsletter.schedule.planning")
+log = logging.getLogger(__name__)
 S = ScheduleState
 
 # Sends one frozen variant; returns a note for the record (e.g. uncertain batches) or None.
 # Raising marks the send failed.
 Deliver = Callable[[ScheduledSendInfo], str | None]
+Clock = Callable[[], datetime]
 HEARTBEAT_INTERVAL = timedelta(seconds=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
-LOST_JOB_AFTER = timedelta(seconds=60)
+SEND_THREADS = 8
 
 
 def delivery_sender(db: Database, settings: Settings) -> Deliver:
     """The real delivery: send exactly the frozen build's variant to the segment."""
 
     def deliver(send: ScheduledSendInfo) -> str | None:
-
         reports = send_edition(
             db, settings, send.build_dir, segments=[send.segment],
             transport=make_transport(settings),
@@ -69,51 +78,8 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
     return deliver
 
 
-@dataclass
-class DaemonContext:
-    db: Database
-    settings: Settings
-    deliver: Deliver
-    grace: timedelta
-    owner: str = field(default_factory=new_owner_id)
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    running: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_context: DaemonContext | None = None
-
-
-def context_for(settings: Settings, *, db: Database | None = None, deliver: Deliver | None = None,
-                grace_minutes: float | None = None,
-                clock: Callable[[], datetime] | None = None) -> DaemonContext:
-    db = db or open_database(settings.resolved_database_url)
-    minutes = settings.misfire_grace_minutes if grace_minutes is None else grace_minutes
-    ctx = DaemonContext(db, settings, deliver or delivery_sender(db, settings),
-                        timedelta(minutes=minutes))
-    if clock is not None:
-        ctx.clock = clock
-    return ctx
-
-
-def run_job(edition: str, segment: str) -> None:
-    """The APScheduler job (stored by reference, with only these two arguments)."""
-    global _context
-    if _context is None:  # a scheduler process that did not go through run_daemon
-
-        _context = context_for(load_settings())
-    execute_send(_context, edition, segment)
-
-
-def _load(db: Database, edition: str, segment: str) -> ScheduledSend | None:
-    with db.session() as session:
-        return session.scalar(select(ScheduledSend).where(
-            ScheduledSend.edition == edition, ScheduledSend.segment == segment))
-
-
 def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | None:
     """Why the approved build can no longer be sent as approved, or None if it can."""
-
     try:
         fingerprint = inputs_fingerprint(send.manifest_path, settings)
     except Exception as exc:
@@ -130,66 +96,262 @@ def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | N
     return None
 
 
-def execute_send(ctx: DaemonContext, edition: str, segment: str) -> str | None:
-    """Run one due job; returns the state it left the send in (None if there is no such send)."""
-    key = job_id(edition, segment)
-    row = _load(ctx.db, edition, segment)
-    if row is None:
-        log.warning("%s: no such scheduled send; ignoring the job", key)
-        return None
-    if row.state != S.SCHEDULED:
-        log.info("%s: %s, nothing to do", key, row.state)
-        return row.state
-    send = info_of(row)
-    now = ctx.clock()
-    if now < send.send_at:
-        log.info("%s: not due until %s (moved?); leaving it", key, send.local_time)
-        return row.state
-    late = now - send.send_at
-    if late > ctx.grace:
-        note = (f"not sent: the scheduler reached it {_span(late)} after {send.local_time}, "
-                f"beyond the misfire grace of {_span(ctx.grace)}")
-        return _finish(ctx, key, S.MISSED, note, expect=[S.SCHEDULED])
-    if send.window and not SendWindow.parse(send.window).contains(now, send.zone):
-        note = (f"not sent: {describe(now, send.zone)} is outside the send window {send.window}")
-        return _finish(ctx, key, S.MISSED, note, expect=[S.SCHEDULED])
-    problem = frozen_build_problem(ctx.settings, send)
-    if problem:
-        return _finish(ctx, key, S.STALE, problem, expect=[S.SCHEDULED])
-    if not set_state(ctx.db, edition, segment, S.SENDING, expect=[S.SCHEDULED],
-                     unchanged_since=row.updated_at, owner=ctx.owner, heartbeat_at=now):
-        log.info("%s: another scheduler took it, or it was rescheduled meanwhile", key)
-        return None
-    log.info("%s: sending (%s late) from %s", key, _span(late), send.build_dir)
-    return _deliver(ctx, send)
+def daemon_for(settings: Settings, db: Database, *, deliver: Deliver | None = None,
+               grace_minutes: float | None = None, clock: Clock = utcnow) -> Daemon:
+    """A daemon with the project's settings: real delivery, the configured misfire grace."""
+    minutes = settings.misfire_grace_minutes if grace_minutes is None else grace_minutes
+    return Daemon(db, settings, deliver or delivery_sender(db, settings),
+                  grace=timedelta(minutes=minutes), clock=clock)
 
 
-def _deliver(ctx: DaemonContext, send: ScheduledSendInfo) -> str:
-    key = send.job_id
-    with ctx.lock:
-        ctx.running.add(key)
-    try:
-        note = ctx.deliver(send)
-    except Exception as exc:
-        log.exception("%s: delivery failed", key)
-        return _finish(ctx, key, S.FAILED, f"delivery failed: {exc}", expect=[S.SENDING],
-                       owned_by=ctx.owner)
-    finally:
-        with ctx.lock:
-            ctx.running.discard(key)
-    return _finish(ctx, key, S.SENT, note, expect=[S.SENDING], owned_by=ctx.owner)
+class Daemon:
+    """One scheduler process: what it sends with, its owner id, and the sends it is working on.
+    Its alarms call its own methods, so several daemons (or tests) can live in one process."""
 
+    def __init__(
+        self, db: Database, settings: Settings, deliver: Deliver, *, grace: timedelta,
+        clock: Clock = utcnow, heartbeat_interval: timedelta = HEARTBEAT_INTERVAL,
+        heartbeat_timeout: timedelta = HEARTBEAT_TIMEOUT, threads: int = SEND_THREADS,
+    ) -> None:
+        self.db, self.settings, self.deliver, self.grace = db, settings, deliver, grace
+        self.clock = clock
+        self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
+        self.threads = threads
+        self.owner = new_owner_id()
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
 
-def _finish(ctx: DaemonContext, key: str, state: str, note: str | None, *,
-            expect: list[ScheduleState], owned_by: str | None = None) -> str:
-    edition, segment = key.rsplit(":", 1)
-    if set_state(ctx.db, edition, segment, state, expect=expect, note=note, owned_by=owned_by):
-        log.log(logging.INFO if state == S.SENT else logging.WARNING, "%s: %s%s", key, state,
-                f" — {note}" if note else "")
-        return state
-    row = _load(ctx.db, edition, segment)
-    log.info("%s: not marked %s; it is now %s", key, state, row.state if row else "gone")
-    return row.state if row else "gone"
+    @property
+    def running(self) -> list[str]:
+        """The sends this daemon is deciding on or sending now (EDITION:SEGMENT)."""
+        with self._lock:
+            return sorted(self._running)
+
+    @contextmanager
+    def _working_on(self, key: str) -> Iterator[None]:
+        with self._lock:
+            self._running.add(key)
+        try:
+            yield
+        finally:
+            self._done(key)
+
+    def _done(self, key: str) -> None:
+        with self._lock:
+            self._running.discard(key)
+
+    # -------------------------------------------------------------- one send
+
+    def execute_send(self, edition: str, segment: str) -> str | None:
+        """Decide on one send that may be due; returns the state it left the send in (None if
+        there is no such send, or it changed under us)."""
+        key = send_key(edition, segment)
+        row = self._load(edition, segment)
+        if row is None:
+            log.warning("%s: no such scheduled send; nothing to do", key)
+            return None
+        if row.state != S.SCHEDULED:
+            log.info("%s: %s, nothing to do", key, row.state)
+            return row.state
+        send = info_of(row)
+        now = self.clock()
+        if now < send.send_at:
+            log.info("%s: not due until %s (moved?); leaving it", key, send.local_time)
+            return row.state
+        late = now - send.send_at
+        if late > self.grace:
+            note = (f"not sent: the scheduler reached it {_span(late)} after {send.local_time}, "
+                    f"beyond the misfire grace of {_span(self.grace)}")
+            return self._finish(send, S.MISSED, note, expect=[S.SCHEDULED])
+        if send.window and not SendWindow.parse(send.window).contains(now, send.zone):
+            note = f"not sent: {describe(now, send.zone)} is outside the send window {send.window}"
+            return self._finish(send, S.MISSED, note, expect=[S.SCHEDULED])
+        problem = frozen_build_problem(self.settings, send)
+        if problem:
+            return self._finish(send, S.STALE, problem, expect=[S.SCHEDULED])
+        if not set_state(self.db, edition, segment, S.SENDING, expect=[S.SCHEDULED],
+                         unchanged_since=row.updated_at, owner=self.owner, heartbeat_at=now):
+            log.info("%s: another scheduler took it, or it was rescheduled meanwhile", key)
+            return None
+        log.info("%s: sending (%s late) from %s", key, _span(late), send.build_dir)
+        return self._deliver(send)
+
+    def _deliver(self, send: ScheduledSendInfo) -> str:
+        try:
+            note = self.deliver(send)
+        except Exception as exc:
+            log.exception("%s: delivery failed", send.key)
+            return self._finish(send, S.FAILED, f"delivery failed: {exc}", expect=[S.SENDING],
+                                owned_by=self.owner)
+        return self._finish(send, S.SENT, note, expect=[S.SENDING], owned_by=self.owner)
+
+    def _finish(self, send: ScheduledSendInfo, state: str, note: str | None, *,
+                expect: list[ScheduleState], owned_by: str | None = None) -> str:
+        if set_state(self.db, send.edition, send.segment, state, expect=expect, note=note,
+                     owned_by=owned_by):
+            log.log(logging.INFO if state == S.SENT else logging.WARNING, "%s: %s%s", send.key,
+                    state, f" — {note}" if note else "")
+            return state
+        row = self._load(send.edition, send.segment)
+        log.info("%s: not marked %s; it is now %s", send.key, state, row.state if row else "gone")
+        return row.state if row else "gone"
+
+    def _load(self, edition: str, segment: str) -> ScheduledSend | None:
+        with self.db.session() as session:
+            return session.scalar(select(ScheduledSend).where(
+                ScheduledSend.edition == edition, ScheduledSend.segment == segment))
+
+    # -------------------------------------------------------------- what the rows say
+
+    def waiting_sends(self) -> dict[SendKey, ScheduledSendInfo]:
+        """Every send still to go out ('scheduled'), due or not."""
+        with self.db.session() as session:
+            rows = session.scalars(select(ScheduledSend).where(ScheduledSend.state == S.SCHEDULED)).all()
+        return {(r.edition, r.segment): info_of(r) for r in rows}
+
+    def due_sends(self) -> list[SendKey]:
+        """The sends due now: 'scheduled' with their time passed (oldest first)."""
+        with self.db.session() as session:
+            rows = session.execute(select(ScheduledSend.edition, ScheduledSend.segment).where(
+                ScheduledSend.state == S.SCHEDULED, ScheduledSend.send_at <= self.clock(),
+            ).order_by(ScheduledSend.send_at)).all()
+        return [(r.edition, r.segment) for r in rows]
+
+    # -------------------------------------------------------------- crash recovery
+
+    def resume_orphans(self, submit: Callable[[ScheduledSendInfo], None] | None = None) -> list[str]:
+        """Take over sends left 'sending' by a daemon that is gone, and finish them through the
+        delivery code (here, or handed to `submit`). Returns the sends taken over."""
+        with self.db.session() as session:
+            rows = session.scalars(select(ScheduledSend).where(ScheduledSend.state == S.SENDING)).all()
+        taken = []
+        now = self.clock()
+        for row in rows:
+            key = send_key(row.edition, row.segment)
+            if key in self.running:
+                continue  # running in one of our threads
+            # Ours but not running: its thread stopped before recording the outcome (say, the
+            # database was away); our heartbeat keeps others off it, so we take it up again.
+            if row.owner != self.owner and owner_alive(
+                row.owner, row.heartbeat_at, self.heartbeat_timeout, now=now
+            ):
+                continue
+            if not self._claim_orphan(row):
+                continue  # another daemon took it first
+            log.warning("%s: resuming a send interrupted in %s", key, row.owner)
+            taken.append(key)
+            with self._lock:  # from now until _resume has finished, even while it waits for a thread
+                self._running.add(key)
+            if submit is None:
+                self._resume(info_of(row))
+            else:
+                submit(info_of(row))
+        return taken
+
+    def _resume(self, send: ScheduledSendInfo) -> None:
+        """Finish a send taken over by resume_orphans (which marked it running)."""
+        try:
+            self._deliver(send)
+        except Exception:  # could not record the outcome: still 'sending', ours
+            log.exception("%s: could not be finished; trying again at the next poll", send.key)
+        finally:
+            self._done(send.key)
+
+    def _claim_orphan(self, row: ScheduledSend) -> bool:
+        stmt = update(ScheduledSend).where(
+            ScheduledSend.id == row.id, ScheduledSend.state == S.SENDING,
+        ).values(owner=self.owner, heartbeat_at=self.clock())
+        stmt = stmt.where(ScheduledSend.owner == row.owner) if row.owner else stmt.where(
+            ScheduledSend.owner.is_(None))
+        with self.db.write_session() as session:
+            return session.execute(stmt).rowcount == 1
+
+    def heartbeat(self) -> None:
+        """Renew the lease on every send this daemon holds."""
+        with self.db.write_session() as session:
+            session.execute(update(ScheduledSend).where(
+                ScheduledSend.owner == self.owner, ScheduledSend.state == S.SENDING,
+            ).values(heartbeat_at=self.clock()))
+
+    def _start_heartbeat(self, done: threading.Event) -> threading.Thread:
+        """Renew the heartbeat every heartbeat_interval until `done` is set. A thread of its own,
+        never a pool job: with every send thread busy, a pooled heartbeat would starve and other
+        daemons would take over sends that are alive."""
+
+        def beat() -> None:
+            while True:
+                try:
+                    self.heartbeat()
+                except Exception:
+                    log.exception("heartbeat failed; will retry")
+                if done.wait(self.heartbeat_interval.total_seconds()):
+                    return
+
+        beater = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        beater.start()
+        return beater
+
+    # -------------------------------------------------------------- running
+
+    def run_once(self) -> None:
+        """Resume interrupted sends, send everything due now, and return."""
+        done = threading.Event()
+        beater = self._start_heartbeat(done)
+        try:
+            self.resume_orphans()
+            for edition, segment in self.due_sends():
+                self.execute_send(edition, segment)
+        finally:
+            done.set()
+            beater.join()
+
+    def run(self, *, poll_seconds: float = 5.0, stop: threading.Event | None = None) -> None:
+        """Run until `stop` is set, SIGTERM or Ctrl-C; running sends are finished first."""
+        stop = stop or threading.Event()
+        alarms = AlarmClock(self._ring, threads=self.threads)
+
+        def submit(send: ScheduledSendInfo) -> None:
+            if not alarms.run_now(f"resume:{send.key}", lambda: self._resume(send)):
+                self._done(send.key)
+                log.info("%s: stopping; it resumes on the next start", send.key)
+
+        def housekeeping() -> None:
+            try:
+                waiting = self.waiting_sends()
+                for key in alarms.reconcile({k: send.send_at for k, send in waiting.items()}):
+                    log.info("%s: due %s", waiting[key].key, waiting[key].local_time)
+                self.resume_orphans(submit)
+            except Exception:
+                log.exception("housekeeping failed; will retry")
+
+        beating = threading.Event()
+        beater = self._start_heartbeat(beating)
+        restore = _install_signal_handlers(stop)
+        log.info("scheduler started (owner %s, misfire grace %s, checking every %s s)",
+                 self.owner, _span(self.grace), poll_seconds)
+        alarms.start(housekeeping, poll=timedelta(seconds=poll_seconds))
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            log.info("interrupted; stopping")
+        finally:
+            if self.running:
+                log.info("stopping: waiting for %s to finish (signal again to abort; the send "
+                         "resumes on the next start)", ", ".join(self.running))
+            alarms.stop()
+            beating.set()
+            beater.join()
+            restore()
+            log.info("scheduler stopped")
+
+    def _ring(self, edition: str, segment: str) -> None:
+        key = send_key(edition, segment)
+        with self._working_on(key):
+            try:
+                self.execute_send(edition, segment)
+            except Exception:  # e.g. the database is away: its row still says 'scheduled'
+                log.exception("%s: could not be handled; trying again at the next poll", key)
 
 
 def _span(delta: timedelta) -> str:
@@ -197,165 +359,6 @@ def _span(delta: timedelta) -> str:
     if minutes < 1:
         return f"{max(delta.total_seconds(), 0):.0f} s"
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-# ------------------------------------------------------------------ crash recovery
-
-
-def resume_orphans(
-    ctx: DaemonContext, submit: Callable[[ScheduledSendInfo], None] | None = None
-) -> list[str]:
-    """Take over sends left 'sending' by a daemon that is gone, and finish them through the
-    delivery code (inline, or handed to `submit`). Returns the keys taken over."""
-    with ctx.db.session() as session:
-        rows = session.scalars(select(ScheduledSend).where(ScheduledSend.state == S.SENDING)).all()
-    taken = []
-    for row in rows:
-        key = job_id(row.edition, row.segment)
-        with ctx.lock:
-            if key in ctx.running:
-                continue
-        if row.owner == ctx.owner:
-            continue  # this process: the send is running in one of our threads
-        if owner_alive(row.owner, row.heartbeat_at, HEARTBEAT_TIMEOUT, now=ctx.clock()) or not _claim_orphan(ctx, row):
-            continue
-        log.warning("%s: resuming a send interrupted in %s", key, row.owner)
-        taken.append(key)
-        if submit is None:
-            _deliver(ctx, info_of(row))
-        else:
-            submit(info_of(row))
-    return taken
-
-
-def _claim_orphan(ctx: DaemonContext, row: ScheduledSend) -> bool:
-    stmt = update(ScheduledSend).where(
-        ScheduledSend.id == row.id, ScheduledSend.state == S.SENDING,
-    ).values(owner=ctx.owner, heartbeat_at=ctx.clock())
-    stmt = stmt.where(ScheduledSend.owner == row.owner) if row.owner else stmt.where(
-        ScheduledSend.owner.is_(None))
-    with ctx.db.write_session() as session:
-        return session.execute(stmt).rowcount == 1
-
-
-def heartbeat(ctx: DaemonContext) -> None:
-    with ctx.db.write_session() as session:
-        session.execute(update(ScheduledSend).where(
-            ScheduledSend.owner == ctx.owner, ScheduledSend.state == S.SENDING,
-        ).values(heartbeat_at=ctx.clock()))
-
-
-def due_sends(ctx: DaemonContext) -> list[tuple[str, str]]:
-    with ctx.db.session() as session:
-        rows = session.execute(select(ScheduledSend.edition, ScheduledSend.segment).where(
-            ScheduledSend.state == S.SCHEDULED, ScheduledSend.send_at <= ctx.clock(),
-        ).order_by(ScheduledSend.send_at)).all()
-    return [(r.edition, r.segment) for r in rows]
-
-
-def sync_jobs(ctx: DaemonContext, scheduler: object) -> None:
-    """Every 'scheduled' row has a job at its time (the rows are the truth). A job that has just
-    fired is gone from the store while its row still says 'scheduled', so a due row without a
-    job only gets a new one once it has been due for LOST_JOB_AFTER."""
-    now = ctx.clock()
-    with ctx.db.session() as session:
-        rows = session.scalars(select(ScheduledSend).where(ScheduledSend.state == S.SCHEDULED)).all()
-    for row in rows:
-        job = scheduler.get_job(job_id(row.edition, row.segment), jobstore="default")  # type: ignore[attr-defined]
-        if job is None and now - LOST_JOB_AFTER < row.send_at <= now:
-            continue  # most likely fired a moment ago and running now
-        if job is None or job.next_run_time is None or abs(
-            (job.next_run_time - row.send_at).total_seconds()
-        ) > 1:
-            log.info("%s: (re)creating its job for %s", job_id(row.edition, row.segment),
-                     describe(row.send_at, row.zone))
-            register_job(scheduler, row.edition, row.segment, row.send_at)  # type: ignore[arg-type]
-
-
-# ------------------------------------------------------------------ the daemon
-
-
-def start_heartbeat(ctx: DaemonContext, done: threading.Event) -> threading.Thread:
-    """Renew this daemon's heartbeat every HEARTBEAT_INTERVAL until `done` is set. A thread of
-    its own, never a pool job: with every pool thread busy sending, a pooled heartbeat would
-    starve and other daemons would take over sends that are alive."""
-
-    def beat() -> None:
-        while True:
-            try:
-                heartbeat(ctx)
-            except Exception:
-                log.exception("heartbeat failed; will retry")
-            if done.wait(HEARTBEAT_INTERVAL.total_seconds()):
-                return
-
-    beater = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    beater.start()
-    return beater
-
-
-def run_once(ctx: DaemonContext) -> None:
-    """Resume interrupted sends, run every due job now, and return."""
-    done = threading.Event()
-    beater = start_heartbeat(ctx, done)
-    try:
-        resume_orphans(ctx)
-        due = due_sends(ctx)
-        for edition, segment in due:
-            execute_send(ctx, edition, segment)
-    finally:
-        done.set()
-        beater.join()
-    registry = JobRegistry(ctx.db)
-    for edition, segment in due:
-        registry.remove(edition, segment)
-
-
-def run_daemon(ctx: DaemonContext, *, poll_seconds: float = 5.0,
-               stop: threading.Event | None = None) -> None:
-    """Run until `stop` is set, SIGTERM or Ctrl-C; running sends are finished first."""
-    global _context
-    _context = ctx
-    stop = stop or threading.Event()
-    scheduler = make_scheduler(ctx.db)
-
-    def submit(send: ScheduledSendInfo) -> None:
-        scheduler.add_job(_deliver, args=[ctx, send], id=f"resume:{send.job_id}",
-                          jobstore="local", replace_existing=True)
-
-    def housekeeping() -> None:
-        try:
-            sync_jobs(ctx, scheduler)
-            resume_orphans(ctx, submit)
-        except Exception:
-            log.exception("housekeeping failed; will retry")
-
-    now = datetime.now(UTC)
-    scheduler.add_job(housekeeping, "interval", seconds=poll_seconds, id="housekeeping",
-                      jobstore="local", executor="housekeeping", next_run_time=now)
-    beating = threading.Event()
-    beater = start_heartbeat(ctx, beating)
-    restore = _install_signal_handlers(stop)
-    log.info("scheduler started (owner %s, misfire grace %s, checking every %s s)",
-             ctx.owner, _span(ctx.grace), poll_seconds)
-    scheduler.start()
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        log.info("interrupted; stopping")
-    finally:
-        with ctx.lock:
-            running = sorted(ctx.running)
-        if running:
-            log.info("stopping: waiting for %s to finish (signal again to abort; the send "
-                     "resumes on the next start)", ", ".join(running))
-        scheduler.shutdown(wait=True)
-        beating.set()
-        beater.join()
-        restore()
-        _context = None
-        log.info("scheduler stopped")
 
 
 def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:

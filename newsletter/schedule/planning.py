@@ -1,9 +1,7 @@
-"""Scheduling editions: freeze the approved build, record one ScheduledSend per segment, and
-register one APScheduler job per segment (id `EDITION:SEGMENT`) in the database job store.
-
-The `scheduled_sends` rows are the truth (state, time, frozen build and its hashes); the
-APScheduler jobs are the alarm clock. The daemon (newsletter.schedule.daemon) re-creates any job
-that is missing, so a failure between the two writes loses nothing.
+"""Scheduling editions: freeze the approved build and record one `scheduled_sends` row per
+segment (key `EDITION:SEGMENT`). `schedule`, `move` and `cancel` only write rows: the rows are
+the one truth (state, time, frozen build and its hashes), and every daemon reads them (see
+newsletter.schedule.daemon), whichever process wrote them.
 
 States: scheduled → sending → sent | failed; scheduled → missed | stale | cancelled.
 """
@@ -31,9 +29,8 @@ from newsletter.content import (
 from newsletter.db import Database
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.members import defined_segments, load_segments
-from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber
+from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber, utcnow
 from newsletter.render import Build, VariantRecord, build_edition, inputs_fingerprint, load_build
-from newsletter.schedule.jobs import JobRegistry, job_id
 
 log = logging.getLogger("newsletter.schedule.planning")
 
@@ -42,6 +39,11 @@ S = ScheduleState
 REARMABLE = (S.SCHEDULED, S.MISSED, S.CANCELLED, S.FAILED, S.STALE)
 MOVABLE = (S.SCHEDULED, S.MISSED, S.CANCELLED, S.FAILED)
 CANCELLABLE = (S.SCHEDULED, S.MISSED, S.STALE, S.FAILED)
+
+
+def send_key(edition: str, segment: str) -> str:
+    """How a scheduled send is named in logs and messages."""
+    return f"{edition}:{segment}"
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ class ScheduledSendInfo:
     audience: int | None = None
 
     @property
-    def job_id(self) -> str:
-        return job_id(self.edition, self.segment)
+    def key(self) -> str:
+        return send_key(self.edition, self.segment)
 
     @property
     def local_time(self) -> str:
@@ -152,10 +154,10 @@ def schedule_edition(
     db: Database, settings: Settings, manifest_path: Path, *, segments: Sequence[str] | None = None,
     at: str | datetime | None = None, window: str | None = None, now: datetime | None = None,
 ) -> list[ScheduledSendInfo]:
-    """Validate, build and gate the edition, freeze the build, and put each segment on the clock.
-    Scheduling again replaces earlier rows and jobs (unless sending or sent)."""
+    """Validate, build and gate the edition, freeze the build, and record each segment's send.
+    Scheduling again replaces earlier rows (unless sending or sent)."""
 
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     manifest_path = Path(manifest_path).resolve()
     edition = load_manifest(manifest_path, settings, defined_segments(settings.project_dir))
     build, fingerprint = freeze_build(manifest_path, settings, edition.id)
@@ -209,9 +211,6 @@ def schedule_edition(
                     setattr(row, key, value)
             else:
                 raise ScheduleError(f"{edition.id}:{plan.segment} is {row.state}; not rescheduled")
-    registry = JobRegistry(db)
-    for plan in plans:
-        registry.put(edition.id, plan.segment, plan.send_at)
     for plan in plans:
         log.info("scheduled %s:%s for %s", edition.id, plan.segment, describe(plan.send_at, plan.zone))
     return [i for i in list_schedule(db, settings, edition=edition.id) if i.segment in
@@ -285,7 +284,7 @@ def set_state(
         stmt = stmt.where(ScheduledSend.owner == owned_by)
     if unchanged_since is not None:
         stmt = stmt.where(ScheduledSend.updated_at == unchanged_since)
-    stmt = stmt.values(state=str(new), note=note, updated_at=datetime.now(UTC), **values)
+    stmt = stmt.values(state=str(new), note=note, updated_at=utcnow(), **values)
     with db.write_session() as session:
         return session.execute(stmt).rowcount == 1
 
@@ -308,10 +307,6 @@ def cancel(
             db, row.edition, row.segment, S.CANCELLED, expect=CANCELLABLE, note=note
         ):
             log.info("cancelled %s:%s", row.edition, row.segment)
-    registry = JobRegistry(db)
-    for row in rows:
-        if row.state not in (S.SENDING, S.SENT):
-            registry.remove(row.edition, row.segment)
     return [i for i in list_schedule(db, settings, edition=edition, estimate=False)
             if segment is None or i.segment == segment]
 
@@ -327,7 +322,7 @@ def move(
                if row.state == S.STALE else "")
         raise ScheduleError(f"{edition}:{segment} is {row.state}; it cannot be moved{why}")
     when = parse_send_time(at, row.zone)
-    require_future(when, row.zone, now or datetime.now(UTC))
+    require_future(when, row.zone, now or utcnow())
     if row.send_window and not SendWindow.parse(row.send_window).contains(when, row.zone):
         raise ScheduleError(
             f"{describe(when, row.zone)} is outside {segment}'s send window {row.send_window}"
@@ -335,6 +330,5 @@ def move(
     if not set_state(db, edition, segment, S.SCHEDULED, expect=[row.state], send_at=when,
                      owner=None, heartbeat_at=None):
         raise ScheduleError(f"{edition}:{segment} changed state meanwhile; try again")
-    JobRegistry(db).put(edition, segment, when)
     log.info("moved %s:%s to %s", edition, segment, describe(when, row.zone))
     return info_of(_rows(db, edition, segment)[0])
