@@ -23,7 +23,7 @@ from sqlalchemy import update
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.errors import NotFound, ScheduleError
-from newsletter.models import ScheduledSend
+from newsletter.models import ScheduledSend, Subscriber
 from newsletter.render.build import build_edition, load_build
 from newsletter.schedule.daemon import Daemon, daemon_for
 from newsletter.schedule.planning import cancel, list_schedule, move, schedule_edition
@@ -283,6 +283,35 @@ def test_real_delivery_through_the_outbox(env) -> None:  # type: ignore[no-untyp
               for to in p["to"]]
     assert sorted(emails) == sorted(MEMBERS["east"])
     assert "5 accepted" in (state(db, "east").note or "")
+
+
+def test_the_audience_shown_is_the_one_delivery_counts_and_sends(env) -> None:  # type: ignore[no-untyped-def]
+    """One eligibility rule: `schedule list` asks delivery, so it agrees with `send --dry-run`
+    before sending, and shows the frozen audience once the send has started."""
+    from newsletter.delivery import send_edition
+
+    settings, db, manifest = env
+    infos = schedule_edition(db, settings, manifest, segments=["east", "london"], at=soon())
+
+    def listed() -> dict[str, int | None]:
+        return {i.segment: i.audience for i in list_schedule(db, settings)}
+
+    def dry_run() -> dict[str, int]:
+        reports = send_edition(db, settings, infos[0].build_dir, segments=["east", "london"], dry_run=True)
+        return {r.segment: r.audience for r in reports}
+
+    def join(email: str, region: str, status: str = "active") -> None:
+        with db.session() as session:
+            session.add(Subscriber(email=email, email_key=email, region=region, status=status))
+
+    assert listed() == dry_run() == {"east": 5, "london": 2}
+    join("kim@example.org", "east")
+    join("lee@example.org", "london", status="bounced")
+    assert listed() == dry_run() == {"east": 6, "london": 2}
+    assert daemon_for(settings, db, clock=lambda: infos[0].send_at).execute_send(EDITION, "east") == "sent"
+    join("max@example.org", "east")  # joined after east's audience was frozen: not sent this edition
+    join("ned@example.org", "london")
+    assert listed() == dry_run() == {"east": 6, "london": 3}
 
 
 # ------------------------------------------------------------------ the CLI

@@ -151,15 +151,19 @@ def _assignments(segment_set: SegmentSet, edition_segments: Sequence[str], chose
     return [(s, segment_set.assigned_clause(s, among=order)) for s in chosen]
 
 
-def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: list[str] | None = None) -> AudiencePlan:
-    """What `send` would do, writing nothing: per segment the audience and the exclusions, and the
-    edition's coverage (members claimed by an earlier segment, members no segment reaches)."""
+def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: list[str] | None = None,
+              with_coverage: bool = True) -> AudiencePlan:
+    """What `send` would do, writing nothing: per segment the audience (the frozen one once its
+    send has started) and the exclusions, and, with_coverage, the edition's coverage (members
+    claimed by an earlier segment, members no segment reaches)."""
     edition, variants = load_variants(Path(build_dir))
     chosen = _chosen(variants, segments, build_dir, edition)
     edition_segments = [v.segment for v in variants]
     segment_set = _segment_rules(settings, edition_segments)
-    with db.session() as session:
-        reach = coverage(session, segment_set, edition_segments)
+    reach = None
+    if with_coverage:
+        with db.session() as session:
+            reach = coverage(session, segment_set, edition_segments)
     return plan_audience(db, edition, [v.segment for v in chosen],
                          _assignments(segment_set, edition_segments, [v.segment for v in chosen]), reach)
 

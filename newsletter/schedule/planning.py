@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from newsletter.config import Settings
 from newsletter.content import (
@@ -27,9 +27,10 @@ from newsletter.content import (
     zone,
 )
 from newsletter.db import Database
-from newsletter.errors import NotFound, ScheduleError
-from newsletter.members import defined_segments, load_segments
-from newsletter.models import ScheduledSend, ScheduleState, SendRun, Subscriber, utcnow
+from newsletter.delivery import plan_send
+from newsletter.errors import GateFailed, InputError, NotFound, ScheduleError
+from newsletter.members import defined_segments
+from newsletter.models import ScheduledSend, ScheduleState, SendRun, utcnow
 from newsletter.render import Build, VariantRecord, build_edition, inputs_fingerprint, load_build
 
 log = logging.getLogger("newsletter.schedule.planning")
@@ -220,24 +221,21 @@ def schedule_edition(
 # ------------------------------------------------------------------ list, cancel, move
 
 
-def audience_estimates(db: Database, settings: Settings, segments: set[str]) -> dict[str, int]:
-    """Active subscribers per segment now (the audience is frozen only when sending starts)."""
-    try:
-
-        segment_set = load_segments(settings.path("subscribers/segments.yaml"))
-    except Exception as exc:  # no segments module or file yet: no estimate
-        log.debug("no audience estimate: %s", exc)
-        return {}
-    counts: dict[str, int] = {}
-    with db.session() as session:
-        for name in segments:
-            if name not in segment_set.names:
-                continue
-            counts[name] = session.scalar(
-                select(func.count()).select_from(Subscriber).where(
-                    segment_set.assigned_clause(name), Subscriber.status == "active"
-                )
-            ) or 0
+def audience_estimates(db: Database, settings: Settings, rows: Sequence[ScheduledSend]) -> dict[tuple[str, str], int]:
+    """Each send's audience as delivery plans it (the counts of `send --dry-run` on the frozen
+    build): the members eligible now, or the frozen audience once its send has started."""
+    by_build: dict[str, list[ScheduledSend]] = {}
+    for row in rows:
+        by_build.setdefault(row.build_dir, []).append(row)
+    counts: dict[tuple[str, str], int] = {}
+    for build_dir, sends in by_build.items():
+        try:
+            plan = plan_send(db, settings, Path(build_dir), segments=[r.segment for r in sends],
+                             with_coverage=False)
+        except (InputError, GateFailed) as exc:  # no segments file, a segment gone, a damaged build
+            log.debug("no audience estimate for %s: %s", build_dir, exc)
+            continue
+        counts.update({(plan.edition, p.segment): p.audience for p in plan.segments})
     return counts
 
 
@@ -252,8 +250,8 @@ def list_schedule(
         if edition is not None:
             query = query.where(ScheduledSend.edition == edition)
         rows = session.scalars(query).all()
-    counts = audience_estimates(db, settings, {r.segment for r in rows}) if estimate else {}
-    return [info_of(r, counts.get(r.segment)) for r in rows]
+    counts = audience_estimates(db, settings, rows) if estimate else {}
+    return [info_of(r, counts.get((r.edition, r.segment))) for r in rows]
 
 
 def _rows(db: Database, edition: str, segment: str | None) -> list[ScheduledSend]:
