@@ -47,7 +47,10 @@ from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, utcnow
 
 ERROR_BODY_LIMIT = 4000
 RETRYABLE_5XX = (500, 503)  # answered by SendGrid itself: nothing was accepted
-CLAIM_AHEAD = 0.2  # seconds before its rate slot that a worker claims and builds its request
+CLAIM_AHEAD = 0.2  # a worker claims when the rate caps let a request start within this
+LATE_TOLERANCE = 0.015  # seconds after its slot that a request may still start
+MAX_REBOOKINGS = 5
+MAX_HELD_WAIT = 5.0  # a booked start further away than this is not waited for while holding a claim
 T = TypeVar("T")
 log = logging.getLogger("newsletter.delivery")
 
@@ -183,16 +186,25 @@ class Sender:
             self.stop.wait(seconds)
         return not self.stop.is_set()
 
+    def due_in(self) -> float:
+        """Seconds before either rate cap lets a request start (a 429 pause, or the other senders'
+        requests already booked), without booking anything."""
+        return max(self.limiter.due_in(), self._db_retrying("read the shared rate", self.shared_rate.due_in))
+
     def reserve_slot(self) -> float:
-        """A start time under both rate caps (this process's, and the database's shared by every
-        sender); returns the monotonic time at which the request may start."""
-        wait = self.limiter.reserve()
-        wait = max(wait, self._db_retrying("take a rate slot", self.shared_rate.reserve))
-        if wait >= 1.0:
-            why = ("for SendGrid's rate limit" if time.monotonic() < self.rate_limited_until
-                   else f"for the rate cap of {self.policy.max_requests_per_second:g} requests/s")
-            self.announce(wait, why)
-        return time.monotonic() + wait
+        """Book a start time under both rate caps (this process's, and the database's shared by
+        every sender); returns the monotonic time at which the request may start."""
+        # This process's limiter paces its threads, then the database books the start. The start
+        # is the database's slot alone: a later of two independently booked slots could fall
+        # closer to another process's slot than the cap allows.
+        self._sleep(self.limiter.reserve() - time.monotonic())
+        shared = self._db_retrying("take a rate slot", self.shared_rate.reserve)
+        return time.monotonic() + (shared - time.time())
+
+    def _announce_rate_wait(self, wait: float) -> None:
+        why = ("for SendGrid's rate limit" if time.monotonic() < self.rate_limited_until
+               else f"for the rate cap of {self.policy.max_requests_per_second:g} requests/s")
+        self.announce(wait, why)
 
     # -- the database, retried across a restart or a lock ---------------------------------------
     def _db_retrying(self, what: str, action: Callable[[], T], on_first_failure: Callable[[], None] | None = None) -> T:
@@ -352,17 +364,21 @@ class Sender:
         self.announce(asked, "for SendGrid's rate limit")
         return BatchStatus.PENDING.value
 
-    def send_one(self, claim: Claim, request: MailRequest | None = None, start_at: float = 0.0) -> str:
-        if request is None:
-            request = self.request_for(claim)
+    def send_one(self, claim: Claim, request: MailRequest | None, start_at: float = 0.0) -> str:
         if request is None:
             self._finish(claim, status=BatchStatus.ACCEPTED.value, last_error=None,
                          response_body="not sent: every recipient left the list after the audience was frozen")
             self.on_batch(claim.run_id, 0, BatchStatus.ACCEPTED.value)
             return BatchStatus.ACCEPTED.value
-        delay = start_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # the rate slot; short (the long part was waited before claiming)
+        for _ in range(MAX_REBOOKINGS):
+            delay = start_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the booked rate slot; short (long waits were sat out before claiming)
+            if start_at <= 0 or time.monotonic() - start_at <= LATE_TOLERANCE:
+                break
+            # Woken too late (a busy machine): going now would crowd the next sender's slot, so
+            # book a new one; the missed slot only costs a little throughput.
+            start_at = self.reserve_slot()
         try:
             response = self.transport.send(request)
         except ConnectionFailed as exc:
@@ -404,24 +420,36 @@ class Sender:
         return BatchStatus.FAILED.value
 
     # -- workers -----------------------------------------------------------------------------
+    def _unclaim(self, claim: Claim) -> None:
+        self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1)
+
     def worker(self) -> None:
         try:
             while not self.stop.is_set():
-                # Take the rate slot first and wait for most of it before claiming, so a claim is
-                # never held through a long wait (a claim older than the lease may be declared
-                # abandoned by another sender); the request is built while the last moments pass.
-                start_at = self.reserve_slot()
-                if not self._sleep(start_at - time.monotonic() - CLAIM_AHEAD):
-                    return
+                # Wait out a rate-limit pause or a backlog of booked requests before claiming, so
+                # a claim is never held through a long wait (a claim older than the lease may be
+                # declared abandoned by another sender).
+                wait = self.due_in()
+                if wait > CLAIM_AHEAD:
+                    self._announce_rate_wait(wait)
+                    if not self._sleep(wait - CLAIM_AHEAD):
+                        return
                 claim = self.claim()
                 if claim is None:
-                    wait = self.waiting()
-                    if wait is None:
+                    left = self.waiting()
+                    if left is None:
                         return
-                    self.announce(wait, "before retrying batches that failed (backoff)")
-                    self.stop.wait(min(max(wait, 0.01), 0.5))
+                    self.announce(left, "before retrying batches that failed (backoff)")
+                    self.stop.wait(min(max(left, 0.01), 0.5))
                     continue
-                self.send_one(claim, None, start_at)
+                request = self.request_for(claim)
+                # Book the start only now, with the request built: a slot booked earlier and used
+                # late (a slow claim) would put two requests closer together than the cap allows.
+                start_at = self.reserve_slot() if request is not None else 0.0
+                if start_at - time.monotonic() > MAX_HELD_WAIT:
+                    self._unclaim(claim)  # another sender's 429 meanwhile: wait without holding it
+                    continue
+                self.send_one(claim, request, start_at)
         except BaseException as exc:  # keep the first unexpected error; stop the others
             if self.fatal is None:
                 self.fatal = exc

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.db import Database
 
-RATE_MARGIN = 0.05
+RATE_MARGIN = 0.10
 BUCKET = "sendgrid"
 
 
@@ -39,13 +39,17 @@ class ProcessLimiter:
         with self.lock:
             self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
-    def reserve(self) -> float:
-        """Take the next start time; returns seconds to wait for it (0 when due now)."""
+    def due_in(self) -> float:
+        """Seconds until a request could start (without taking the slot)."""
         with self.lock:
-            t = time.monotonic()
-            slot = max(t, self.next_at, self.paused_until)
+            return max(0.0, self.next_at - time.monotonic(), self.paused_until - time.monotonic())
+
+    def reserve(self) -> float:
+        """Take the next start time; returns it (time.monotonic())."""
+        with self.lock:
+            slot = max(time.monotonic(), self.next_at, self.paused_until)
             self.next_at = slot + self.interval
-            return slot - t
+            return slot
 
 
 _LIMITERS: dict[float, ProcessLimiter] = {}
@@ -62,22 +66,20 @@ def process_limiter(rate: float) -> ProcessLimiter:
 
 
 class DatabaseRate:
-    """The per-database cap (see the module docstring)."""
+    """The per-database cap (see the module docstring). Times are Unix seconds read from the
+    database's clock inside the statement, so a statement that waited for a lock books from when
+    it ran, not from when it was asked."""
 
     def __init__(self, db: Database, rate: float, name: str = BUCKET) -> None:
         self.db, self.name = db, name
         self.interval = (1.0 + RATE_MARGIN) / rate
-        if db.dialect == "postgresql":
-            clock = "extract(epoch from clock_timestamp())"
-            self._take = text(
-                f"UPDATE rate_limits SET next_at = greatest(next_at, {clock}) + :interval "
-                f"WHERE name = :name RETURNING next_at - :interval - {clock}")
-            self._pause = text(f"UPDATE rate_limits SET next_at = greatest(next_at, {clock} + :seconds) "
-                               "WHERE name = :name")
-        else:
-            self._take = text("UPDATE rate_limits SET next_at = max(next_at, :now) + :interval "
-                              "WHERE name = :name RETURNING next_at - :interval - :now")
-            self._pause = text("UPDATE rate_limits SET next_at = max(next_at, :now + :seconds) WHERE name = :name")
+        clock = ("extract(epoch from clock_timestamp())" if db.dialect == "postgresql"
+                 else "((julianday('now') - 2440587.5) * 86400.0)")
+        self._take = text(f"UPDATE rate_limits SET next_at = {_greatest(db)}(next_at, {clock}) + :interval "
+                          "WHERE name = :name RETURNING next_at - :interval")
+        self._pause = text(f"UPDATE rate_limits SET next_at = {_greatest(db)}(next_at, {clock} + :seconds) "
+                           "WHERE name = :name")
+        self._peek = text("SELECT next_at FROM rate_limits WHERE name = :name")
 
     def _ensure_row(self) -> None:
         try:
@@ -87,16 +89,25 @@ class DatabaseRate:
             pass  # another sender created it first
 
     def reserve(self) -> float:
-        """Take the next slot; returns seconds from now until it (0 or more)."""
-        params = {"name": self.name, "interval": self.interval, "now": time.time()}
+        """Take the next slot; returns it as Unix time."""
         with self.db.write_session() as session:
-            wait = session.execute(self._take, params).scalar()
-        if wait is None:
+            slot = session.execute(self._take, {"name": self.name, "interval": self.interval}).scalar()
+        if slot is None:
             self._ensure_row()
             return self.reserve()
-        return max(0.0, float(wait))
+        return float(slot)
+
+    def due_in(self) -> float:
+        """Seconds until the next slot (without taking it): to wait out a pause before claiming."""
+        with self.db.session() as session:
+            next_at = session.execute(self._peek, {"name": self.name}).scalar()
+        return max(0.0, float(next_at or 0.0) - time.time())
 
     def pause(self, seconds: float) -> None:
         """Nobody using this database starts a request for `seconds` (SendGrid said 429)."""
         with self.db.write_session() as session:
-            session.execute(self._pause, {"name": self.name, "seconds": seconds, "now": time.time()})
+            session.execute(self._pause, {"name": self.name, "seconds": seconds})
+
+
+def _greatest(db: Database) -> str:
+    return "greatest" if db.dialect == "postgresql" else "max"
