@@ -200,13 +200,16 @@ def _store(session: Session, events: list[_Event]) -> set[str]:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     received = utcnow()
     new: set[str] = set()
+    table = DeliveryEvent.__table__
+    # one executemany (batched into multi-row INSERTs by SQLAlchemy's insertmanyvalues) per chunk;
+    # RETURNING gives only the rows inserted now, so a replay is recognised row by row
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["sg_event_id"]).returning(table.c.sg_event_id)
+    connection = session.connection()
     for chunk in _chunks(events):
         rows = [{"sg_event_id": e.sg_event_id, "event": e.event, "run_id": e.run_id, "batch_id": e.batch_id,
                  "subscriber_id": e.subscriber_id, "machine_open": e.machine_open, "occurred_at": e.occurred_at,
                  "received_at": received} for e in chunk]
-        stmt = insert(DeliveryEvent).values(rows).on_conflict_do_nothing(
-            index_elements=[DeliveryEvent.sg_event_id]).returning(DeliveryEvent.sg_event_id)
-        new.update(session.scalars(stmt))
+        new.update(connection.execute(stmt, rows).scalars())
     return new
 
 
