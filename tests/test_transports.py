@@ -3,7 +3,9 @@ MemoryTransport scripting; SendGridTransport's classification of failures."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -46,6 +48,22 @@ def test_fast_builder_matches_official_helper(sandbox: bool, tracking: bool, rep
     assert [p["to"][0]["email"] for p in expected["personalizations"]] == [r.email for r in RECIPIENTS]
     assert expected["content"][0]["type"] == "text/plain" and len(expected["content"]) == 2
     assert ("mail_settings" in expected) == sandbox
+
+
+def test_list_id_mailto_unsubscribe_and_no_subscription_tracking() -> None:
+    """List-Id for the whole request, a mailto: beside the one-click link, and SendGrid's own
+    subscription footer switched off (the template has the unsubscribe link)."""
+    variant = dataclasses.replace(VARIANT, list_id='"LPS Digest" <digest.example.org>',
+                                  unsubscribe_mailbox="comms@example.org")
+    options = MessageOptions("https://news.example.org/", b"secret")
+    body = json.loads(MailBuilder(variant, options).body(RECIPIENTS))
+    assert body == helper_mail(variant, options, RECIPIENTS).get()
+    assert body["headers"] == {"List-Id": '"LPS Digest" <digest.example.org>'}
+    assert body["tracking_settings"]["subscription_tracking"] == {"enable": False}
+    first = body["personalizations"][0]["headers"]
+    assert re.fullmatch(r"<https://news\.example\.org/u/1\.[\w-]+>, <mailto:comms@example\.org\?subject=unsubscribe>",
+                        first["List-Unsubscribe"])
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_custom_args_name_the_run_and_batch() -> None:

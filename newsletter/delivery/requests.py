@@ -29,13 +29,14 @@ from sendgrid.helpers.mail import (
     Personalization,
     ReplyTo,
     SandBoxMode,
+    SubscriptionTracking,
     Substitution,
     To,
     TrackingSettings,
 )
 
 from newsletter.delivery.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker, make_token
-from newsletter.render import substitution_values
+from newsletter.render import list_unsubscribe, substitution_values
 
 MAX_PERSONALIZATIONS = 1000
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # str -> quoted JSON string
@@ -53,6 +54,8 @@ class VariantToSend:
     sha256: str
     from_email: str
     from_name: str
+    list_id: str | None = None  # List-Id header, the same for every recipient
+    unsubscribe_mailbox: str | None = None  # the mailto: alternative in List-Unsubscribe
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,11 @@ def helper_mail(
     tracking = TrackingSettings()
     tracking.click_tracking = ClickTracking(options.click_tracking, options.click_tracking)
     tracking.open_tracking = OpenTracking(options.open_tracking)
+    # never a second footer from an account-level setting: the template has its own unsubscribe
+    tracking.subscription_tracking = SubscriptionTracking(False)
     mail.tracking_settings = tracking
+    if variant.list_id:
+        mail.header = Header("List-Id", variant.list_id)
     if options.sandbox:
         settings = MailSettings()
         settings.sandbox_mode = SandBoxMode(True)
@@ -125,7 +132,8 @@ def helper_mail(
         p.add_to(To(r.email, r.name) if r.name else To(r.email))
         for key, value in substitutions(options, r).items():
             p.add_substitution(Substitution(key, value))
-        p.add_header(Header("List-Unsubscribe", f"<{unsubscribe_url(options, r.subscriber_id)}>"))
+        p.add_header(Header("List-Unsubscribe",
+                            list_unsubscribe(unsubscribe_url(options, r.subscriber_id), variant.unsubscribe_mailbox)))
         p.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         p.add_custom_arg(CustomArg("edition", variant.edition))
         p.add_custom_arg(CustomArg("segment", variant.segment))
@@ -152,6 +160,7 @@ class MailBuilder:
         self._suffix = ("]," + encoded[1:]).encode("ascii")
         base = _escape(options.public_base_url.rstrip("/"))[1:-1]
         self._unsubscribe_base, self._preferences_base = base + "/u/", base + "/p/"
+        self._mailto = _escape(list_unsubscribe("", variant.unsubscribe_mailbox))[3:-1]  # what follows "<>"
         self._unsubscribe_token = TokenMaker(options.secret, UNSUBSCRIBE)
         self._preferences_token = TokenMaker(options.secret, PREFERENCES)
         self._args = ',"custom_args":{"edition":' + _escape(variant.edition) + ',"segment":' + _escape(variant.segment)
@@ -171,7 +180,7 @@ class MailBuilder:
         unsubscribe = self._unsubscribe_base + self._unsubscribe_token(r.subscriber_id)
         preferences = self._preferences_base + self._preferences_token(r.subscriber_id)
         return (
-            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>",'
+            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>{self._mailto}",'
             f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
             f'"substitutions":{{"-first_name-":{_escape(r.first_name)},'
             f'"-first_name_html-":{_escape(html.escape(r.first_name))},"-email-":{email},'

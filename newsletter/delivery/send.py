@@ -35,7 +35,7 @@ from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
 from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments
 from newsletter.models import Batch, BatchStatus, RunStatus, SendRun, utcnow
-from newsletter.render import load_build
+from newsletter.render import load_build, unsubscribe_mailbox
 
 __all__ = [
     "AudiencePlan",
@@ -131,6 +131,7 @@ def load_variants(build_dir: Path) -> tuple[str, list[VariantToSend]]:
         VariantToSend(
             edition=build.edition_id, segment=v.segment, subject=v.subject, html=build.html(v.segment),
             text=build.text(v.segment), sha256=v.sha256, from_email=v.from_email, from_name=v.from_name,
+            list_id=v.list_id, unsubscribe_mailbox=unsubscribe_mailbox(v),
         )
         for v in build.variants
     ]

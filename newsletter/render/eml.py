@@ -32,6 +32,17 @@ def list_id(from_name: str, from_email: str) -> str:
     return f'"{phrase}" <{label}.{domain or "localhost"}>'
 
 
+def list_unsubscribe(url: str, mailbox: str | None) -> str:
+    """The List-Unsubscribe value: the one-click https link (RFC 8058) and, for clients that only
+    send mail, a mailto: alternative to a mailbox a person reads (the reply-to address)."""
+    value = f"<{url}>"
+    return f"{value}, <mailto:{mailbox}?subject=unsubscribe>" if mailbox else value
+
+
+def unsubscribe_mailbox(variant: VariantRecord) -> str:
+    return variant.reply_to or variant.from_email
+
+
 def preview_message(
     variant: VariantRecord, *, html: str, text: str, public_base_url: str, message_id: str,
     recipient: SampleRecipient = SAMPLE_RECIPIENT,
@@ -51,7 +62,7 @@ def preview_message(
     msg["MIME-Version"] = "1.0"
     if variant.list_id:
         msg["List-Id"] = variant.list_id
-    msg["List-Unsubscribe"] = f"<{values['-unsubscribe_url-']}>"
+    msg["List-Unsubscribe"] = list_unsubscribe(values["-unsubscribe_url-"], unsubscribe_mailbox(variant))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(substitute(text, values), subtype="plain", charset="utf-8", cte="quoted-printable")
     # base64 for the HTML: MJML emits long lines, and base64 is much faster to encode than QP
