@@ -18,6 +18,7 @@ from newsletter import __version__
 from newsletter.cli import (
     articles,
     database,
+    doctor,
     editions,
     schedule,
     secret,
@@ -62,6 +63,7 @@ schedule.register(app)
 database.register(app)
 secret.register(app)
 serve.register(app)
+doctor.register(app)
 
 
 def environment_failure(exc: BaseException) -> NewsletterError | None:

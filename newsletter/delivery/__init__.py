@@ -6,6 +6,7 @@ request per batch and hand it to a transport, exactly once.
 
 from newsletter.delivery.archive import ArchiveEntry, archived_editions, archived_html, neutral_html
 from newsletter.delivery.audience import AudiencePlan, SegmentPlan
+from newsletter.delivery.doctor import DnsRecords, Finding, check_domain, sendgrid_domains
 from newsletter.delivery.events import (
     EventCounts,
     IngestResult,
@@ -67,6 +68,10 @@ from newsletter.delivery.transports import (
 
 __all__ = [
     "ERASE",
+    "DnsRecords",
+    "Finding",
+    "check_domain",
+    "sendgrid_domains",
     "PREFERENCES",
     "SIGNUP",
     "UNSUBSCRIBE",
