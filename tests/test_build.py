@@ -58,7 +58,9 @@ def test_eml_is_a_preview_for_a_sample_member(root: Path) -> None:
     assert msg["To"] == "Alex Example <alex@example.org>"
     assert msg["Subject"] == "Test digest" and msg["Message-ID"] == "<2026-99.wales@example.org>"
     assert msg["Date"] == "Thu, 03 Dec 2026 08:00:00 +0000"
-    assert msg["List-Unsubscribe"] == "<https://www.example.org/newsletter/u/sample-token>"
+    assert msg["List-Unsubscribe"] == ("<https://www.example.org/newsletter/u/sample-token>, "
+                                       "<mailto:comms@example.org?subject=unsubscribe>")
+    assert msg["List-Id"] == '"LPS IT Society Digest" <digest.example.org>'
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_content_type() == "multipart/alternative"
     text = msg.get_body(("plain",)).get_content()
@@ -82,7 +84,7 @@ def test_two_builds_are_byte_identical(root: Path) -> None:
 def test_template_is_chosen_by_the_manifest(root: Path) -> None:
     shutil.copytree(root / "templates" / "digest", root / "templates" / "plain")
     entry = root / "templates" / "plain" / "email.mjml.j2"
-    entry.write_text(entry.read_text("utf-8").replace("FEATURED", "OUR PICK"), "utf-8")
+    entry.write_text(entry.read_text("utf-8").replace('ui.label(_("Featured"), theme)', 'ui.label("OUR PICK", theme)'), "utf-8")
     manifest = root / MANIFEST
     manifest.write_text(manifest.read_text("utf-8").replace("template: digest", "template: plain"))
     result = build_edition(manifest, load_settings(root))

@@ -17,6 +17,7 @@ is a region name or alias (see newsletter.regions).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,9 @@ from newsletter.content.manifest_fields import (
 from newsletter.content.yaml_source import PathKey, load_yaml
 from newsletter.errors import ManifestError, Problem, ProblemsError
 
+DEFAULT_LOCALE = "en-GB"
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")  # en-GB, cy: the language of a template's fixed text
+
 
 @dataclass(frozen=True)
 class VariantSpec:
@@ -50,6 +54,7 @@ class VariantSpec:
     send_at: datetime | None
     zone: str
     window: str | None = None    # local hours it may go out in, e.g. "07:00-20:00"
+    locales: tuple[str, ...] = (DEFAULT_LOCALE,)  # the template's fixed text: one language, or two
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,11 @@ class Edition:
 
 
 TOP_FIELDS = ("edition", "title", "subject", "preheader", "template", "intro", "featured",
-              "articles", "send_at", "window", "timezone", "segments")
+              "articles", "send_at", "window", "timezone", "locale", "bilingual", "segments")
 REQUIRED = ("edition", "title", "subject", "preheader", "segments")
 ARTICLES_FIELDS = ("slugs", "query")
-SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "window", "region")
+SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "window", "region", "locale",
+                  "bilingual")
 DEFAULT_TEMPLATE = "digest"
 
 
@@ -163,12 +169,14 @@ def analyse_manifest(
     zone_key = zone.key if zone else str(zone_name)
     default_window = a.window(("window",), data.get("window"), default_send_at, zone_key)
 
+    default_locales = _locales(a, (), data, (DEFAULT_LOCALE,))
+
     featured = a.slug(("featured",), data["featured"]) if data.get("featured") is not None else None
     selection = _selection(a, data.get("articles"), featured)
 
     variants = _variants(a, data.get("segments"), segments or KnownSegments(None), selection, featured,
                          defaults=(subject, preheader, intro), send_at=default_send_at,
-                         window=default_window, zone_info=zone, zone=zone_key)
+                         window=default_window, zone_info=zone, zone=zone_key, locales=default_locales)
     if any(p.severity == "error" for p in a.problems) or not edition_id:
         return None, a.problems
     edition = Edition(id=edition_id, title=title, template=str(template),
@@ -202,7 +210,7 @@ def _selection(a: Analysis, value: Any, featured: Article | None) -> list[Articl
 def _variants(
     a: Analysis, segments: Any, known_segments: KnownSegments, selection: list[Article], featured: Article | None, *,
     defaults: tuple[str, str, str], send_at: datetime | None, window: str | None,
-    zone_info: ZoneInfo | None, zone: str,
+    zone_info: ZoneInfo | None, zone: str, locales: tuple[str, ...],
 ) -> list[VariantSpec]:
     default_window = window
     if segments is None:
@@ -262,6 +270,7 @@ def _variants(
             send_at=when,
             zone=zone,
             window=_segment_window(a, at, overrides, default_window, when, zone),
+            locales=_locales(a, at, overrides, locales),
         ))
     if not segments:
         a.error(("segments",), "no segments: nobody would receive this edition",
@@ -282,6 +291,32 @@ def _segment_window(a: Analysis, at: PathKey, overrides: dict[str, Any], default
     if default and "send_at" in overrides:
         return a.window((*at, "send_at"), default, when, zone)
     return default
+
+
+def _locales(a: Analysis, at: PathKey, mapping: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """`locale: cy` (one language) or `bilingual: [cy, en-GB]` (two, the first leads); else default."""
+    if "locale" in mapping and "bilingual" in mapping:
+        a.error((*at, "bilingual"), "give either locale or bilingual, not both", key=True)
+        return default
+    if "bilingual" in mapping:
+        value = mapping["bilingual"]
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
+                and value[0] != value[1]):
+            a.error((*at, "bilingual"), f"bilingual must list two different languages, not {value!r}",
+                    "e.g. bilingual: [cy, en-GB] (Welsh first)")
+            return default
+        codes = tuple(value)
+    elif "locale" in mapping:
+        codes = (mapping["locale"],)
+    else:
+        return default
+    field = "bilingual" if "bilingual" in mapping else "locale"
+    for i, code in enumerate(codes):
+        if not isinstance(code, str) or not LOCALE_RE.match(code):
+            where = (*at, field, i) if field == "bilingual" else (*at, field)
+            a.error(where, f"unknown locale {code!r}", f"use a language tag such as {DEFAULT_LOCALE} or cy")
+            return default
+    return codes
 
 
 def _where_selected(a: Analysis, slug: str) -> PathKey:

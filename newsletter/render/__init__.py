@@ -15,7 +15,7 @@ from newsletter.render.build import (
     inputs_fingerprint,
     load_build,
 )
-from newsletter.render.eml import list_id, preview_message
+from newsletter.render.eml import list_id, list_unsubscribe, preview_message, unsubscribe_mailbox
 from newsletter.render.gates import GateReport, check_html
 from newsletter.render.pipeline import (
     RenderedVariant,
@@ -57,6 +57,7 @@ __all__ = [
     "html_to_text",
     "inputs_fingerprint",
     "list_id",
+    "list_unsubscribe",
     "load_build",
     "load_template",
     "preview_message",
@@ -66,5 +67,6 @@ __all__ = [
     "serve_preview",
     "substitute",
     "substitution_values",
+    "unsubscribe_mailbox",
     "write_preview",
 ]

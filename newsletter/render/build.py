@@ -49,7 +49,7 @@ from newsletter.render.pipeline import (
 from newsletter.render.record import BuildRecord, VariantRecord
 
 BUILD_JSON = "build.json"
-PIPELINE_PACKAGES = ("mjml-python", "premailer", "cssutils", "jinja2", "markdown-it-py", "lxml")
+PIPELINE_PACKAGES = ("mjml-python", "premailer", "cssutils", "jinja2", "markdown-it-py", "lxml", "babel")
 STAGE_MARK = ".build-"  # hidden build directories are named .<DIR name>.build-<random>
 REBUILD_HINT = "rebuild with `newsletter build MANIFEST`"
 
@@ -243,7 +243,8 @@ def _render_into(edition: Edition, settings: Settings, template: Template, finge
                 html_file=names["html"], text_file=names["txt"], eml_file=names["eml"],
                 sha256=_sha(html_bytes), text_sha256=_sha(text_bytes), size=len(html_bytes),
                 articles=((spec.featured.slug,) if spec.featured else ()) + tuple(a.slug for a in spec.articles),
-                send_at=spec.send_at, zone=spec.zone, window=spec.window, gates=check_html(result.html),
+                send_at=spec.send_at, zone=spec.zone, window=spec.window, locale=" ".join(spec.locales),
+                gates=check_html(result.html),
             )
             _write(staged / names["eml"], preview_message(
                 record, html=result.html, text=result.text, public_base_url=settings.public_base_url,

@@ -7,6 +7,7 @@ byte-identical HTML and text. A variant is rendered once; per-recipient values s
 
 from __future__ import annotations
 
+import gettext
 import hashlib
 import logging
 import re
@@ -27,6 +28,7 @@ from newsletter.config import Settings
 from newsletter.content import TEMPLATE_ENTRY, Article, Edition, VariantSpec
 from newsletter.errors import InputError
 from newsletter.regions import region_name
+from newsletter.render.i18n import SOURCE_LOCALE, Translator, load_catalogue, mark
 from newsletter.render.placeholders import HTML_TOKENS, TEXT_TOKENS, text_tokens_for
 from newsletter.render.plaintext import html_to_text
 
@@ -37,6 +39,7 @@ DEFAULT_THEME = {
 }
 ABSOLUTE_LINK = re.compile(r"^(https?://[^\s/?#]+|mailto:[^\s]+)", re.I)
 DOCTYPE = "<!doctype html>"
+CONTENT_LOCALE = "en-GB"  # the language articles, intros and subjects are written in
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,18 @@ class Template:
     environment: jinja2.Environment = field(compare=False, repr=False)
     theme: dict[str, str] = field(compare=False, repr=False)
     has_text_template: bool = False
+    _catalogues: dict[str, gettext.NullTranslations] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
         return template_sha256(self.directory)
+
+    def translator(self, languages: tuple[str, ...]) -> Translator:
+        """Fixed strings in these languages (catalogues compiled once per loaded template)."""
+        for code in languages:
+            if code not in self._catalogues:
+                self._catalogues[code] = load_catalogue(self.directory, code)
+        return Translator(languages, {code: self._catalogues[code] for code in languages})
 
 
 def template_sha256(directory: Path) -> str:
@@ -152,18 +163,14 @@ def markdown_to_html(text: str) -> Markup:
     return Markup(_markdown.render(text or ""))
 
 
-def _date(value: Any) -> str:
-    return f"{value.day} {value:%B %Y}"
-
-
-def article_view(article: Article) -> dict[str, Any]:
+def article_view(article: Article, translator: Translator) -> dict[str, Any]:
     return {
         "slug": article.slug,
         "title": article.title,
         "url": article.url,
         "author": article.author,
         "author_role": article.author_role,
-        "date": _date(article.published),
+        "date": translator.date(article.published),
         "date_iso": article.published.date().isoformat(),
         "summary": article.summary,
         "image": article.image,
@@ -192,8 +199,10 @@ def archive_url(public_base_url: str, edition: str, segment: str) -> str:
 
 
 def template_context(
-    edition: Edition, variant: VariantSpec, settings: Settings, theme: dict[str, str] | None = None
+    edition: Edition, variant: VariantSpec, settings: Settings, theme: dict[str, str] | None = None,
+    translator: Translator | None = None,
 ) -> dict[str, Any]:
+    tr = translator or Translator((SOURCE_LOCALE,), {SOURCE_LOCALE: gettext.NullTranslations()})
     regional = [a for a in variant.articles if variant.region and variant.region in a.regions]
     regional_slugs = {a.slug for a in regional}
     others = [a for a in variant.articles if a.slug not in regional_slugs]
@@ -210,13 +219,21 @@ def template_context(
         },
         "intro_html": markdown_to_html(variant.intro_markdown),
         "intro_markdown": variant.intro_markdown,
-        "featured": article_view(variant.featured) if variant.featured else None,
-        "articles": [article_view(a) for a in others],
-        "regional_articles": [article_view(a) for a in regional],
-        "all_articles": [article_view(a) for a in variant.articles],
+        "featured": article_view(variant.featured, tr) if variant.featured else None,
+        "articles": [article_view(a, tr) for a in others],
+        "regional_articles": [article_view(a, tr) for a in regional],
+        "all_articles": [article_view(a, tr) for a in variant.articles],
         "org": template_settings(settings),
         "tokens": dict(HTML_TOKENS),
         "theme": dict(theme or DEFAULT_THEME),
+        # fixed text: _("…") in every language of the variant, t(lang, "…") in one; N_("…")
+        # passes a msgid as a value (translated where it is used)
+        "lang": tr.lang,
+        "languages": list(tr.languages),
+        "content_lang": CONTENT_LOCALE,
+        "_": tr,
+        "t": tr.text,
+        "N_": mark,
     }
 
 
@@ -275,7 +292,7 @@ def render_variant(
     template: Template, edition: Edition, variant: VariantSpec, settings: Settings
 ) -> RenderedVariant:
     """Render one variant's HTML and text. Deterministic: no clocks, no randomness, no network."""
-    context = template_context(edition, variant, settings, template.theme)
+    context = template_context(edition, variant, settings, template.theme, template.translator(variant.locales))
     t0 = time.perf_counter()
     source = render_mjml(template, context)
     t1 = time.perf_counter()

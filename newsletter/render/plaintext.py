@@ -2,19 +2,30 @@
 
 Rules: text hidden from readers (`display:none`, e.g. the preheader; <head>, <style>, MSO
 conditional comments) is dropped; block elements start new paragraphs; headings are underlined;
-list items get "- "; a link becomes `text <url>` (just the URL when the text is the URL);
-lines are wrapped at 72 characters, never inside a URL. No tags, no entities (entities are decoded).
+list items get "- "; a link becomes `text <url>` (just the URL when the text is the URL), and a
+link followed by another link to the same URL (an article's title, then its "Continue reading")
+gives its URL only once, at the second. No tags, no entities (entities are decoded).
+
+Lines are wrapped at 78 characters as the member will see them, after SendGrid has filled in the
+per-recipient tokens: a first name counts as 40 characters and an address as 64, and a link keeps
+its text and URL together (a URL is never broken, so a line that is only a URL may be longer).
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
 
 import lxml.html
 from lxml import etree
 
-WIDTH = 72
+WIDTH = 78
+# Room kept on a line for what a token becomes (the HTML part's spellings too: the text is
+# derived from the HTML before the tokens are swapped for the text part's).
+TOKEN_WIDTHS = {"-first_name-": 40, "-first_name_html-": 40, "-email-": 64, "-email_html-": 64,
+                "-unsubscribe_url-": 100, "-preferences_url-": 100}
+TOKEN_RE = re.compile("|".join(re.escape(t) for t in TOKEN_WIDTHS))
+LINK_GLUE = "\x01"  # joins a link's words to its URL: the wrapper keeps them together when it can
+NO_BREAK = "\x02"  # a no-break space while wrapping
 BLOCK_TAGS = {
     "p", "div", "table", "tr", "td", "th", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
     "section", "article", "header", "footer", "blockquote", "hr", "tbody", "thead",
@@ -30,11 +41,13 @@ LINE = "\x00L\x00"  # forced line break (<br>)
 class _Collector:
     """Turns start/end/data events into text parts (driven by _walk over lxml's tree)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hrefs: list[str]) -> None:
         self.parts: list[str] = []
         self.stack: list[tuple[str, bool]] = []  # (tag, hides its content)
         self.hidden_depth = 0
-        self.links: list[tuple[str, int]] = []  # (href, index in parts where the link text starts)
+        self.links: list[tuple[str, int, int]] = []  # (href, index in parts where its text starts, nth link)
+        self.hrefs = hrefs  # every <a href> of the document, in order
+        self.seen_links = 0
 
     def _hidden(self) -> bool:
         return self.hidden_depth > 0
@@ -47,6 +60,8 @@ class _Collector:
             if not self._hidden() and tag == "hr":
                 self.parts.append(PARA)
             return
+        if tag == "a":
+            self.seen_links += 1
         hides = tag in SKIP_TAGS or bool(HIDDEN_STYLE.search(attr.get("style", "")))
         self.stack.append((tag, hides))
         if hides:
@@ -61,7 +76,7 @@ class _Collector:
         if tag in {"h1", "h2", "h3", "h4"}:
             self.parts.append("\x00H" + tag[1] + "\x00")
         if tag == "a":
-            self.links.append((attr.get("href", "").strip(), len(self.parts)))
+            self.links.append((attr.get("href", "").strip(), len(self.parts), self.seen_links - 1))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in VOID_TAGS:
@@ -79,13 +94,17 @@ class _Collector:
         if self._hidden():
             return
         if tag == "a" and self.links:
-            href, start = self.links.pop()
+            href, start, nth = self.links.pop()
             text = " ".join("".join(self.parts[start:]).split())
-            if href and not href.startswith("#"):
+            repeated = nth + 1 < len(self.hrefs) and self.hrefs[nth + 1] == href
+            if href and not href.startswith("#") and not repeated:
                 label = href.removeprefix("mailto:")
                 # image-only links are dropped: the linked title next to them carries the URL
                 if text and text != href and text != label:
-                    self.parts.append(f" <{href}>")
+                    if "\x00" in "".join(self.parts[start:]):  # a link around blocks: no gluing
+                        self.parts.append(f" <{href}>")
+                    else:
+                        self.parts[start:] = [LINK_GLUE.join(text.split()) + f"{LINK_GLUE}<{href}>"]
         if tag in {"h1", "h2", "h3", "h4"}:
             self.parts.append("\x00E\x00")
         if tag in BLOCK_TAGS:
@@ -98,9 +117,41 @@ class _Collector:
             self.parts.append(TAG_LIKE.sub("\u2039\\1\u203a", data))
 
 
+def visible_width(word: str) -> int:
+    """A word's width once SendGrid has filled in its tokens (see TOKEN_WIDTHS)."""
+    return len(word) + sum(TOKEN_WIDTHS[t] - len(t) for t in TOKEN_RE.findall(word))
+
+
 def _wrap(paragraph: str) -> list[str]:
-    wrapper = textwrap.TextWrapper(width=WIDTH, break_long_words=False, break_on_hyphens=False)
-    return wrapper.wrap(paragraph) or [""]
+    """Greedy wrapping at WIDTH of units: a word, or a link (its words glued to its URL). A unit
+    that does not fit starts a new line; a link longer than a line puts its URL on a line of its
+    own, right after its text. Nothing is broken inside a word or a URL."""
+    lines: list[str] = []
+    line: list[str] = []
+    width = 0
+
+    def put(word: str) -> None:
+        nonlocal width
+        w = visible_width(word)
+        if line and width + 1 + w > WIDTH:
+            lines.append(" ".join(line))
+            line.clear()
+            width = 0
+        width += w + (1 if line else 0)
+        line.append(word)
+
+    for unit in paragraph.split(" "):
+        words = unit.split(LINK_GLUE)
+        total = sum(visible_width(w) for w in words) + len(words) - 1
+        if len(words) > 1 and line and width + 1 + total > WIDTH:
+            lines.append(" ".join(line))  # keep the link's text with its URL: start a new line
+            line.clear()
+            width = 0
+        for word in words:
+            put(word)
+    if line:
+        lines.append(" ".join(line))
+    return lines or [""]
 
 
 def _render_block(block: str) -> list[str]:
@@ -112,7 +163,10 @@ def _render_block(block: str) -> list[str]:
     block = re.sub(r"\x00[HE]\d?\x00", "", block)
     lines: list[str] = []
     for piece in block.split(LINE):
-        text = " ".join(piece.replace("\u00a0", " ").replace("\u200c", "").split())
+        # a no-break space keeps its words on one line (a date, "· Unsubscribe")
+        piece = piece.replace("\u00a0", NO_BREAK).replace("\u200c", "").replace("\u034f", "")
+        piece = re.sub(rf"\s+{NO_BREAK}+|{NO_BREAK}+\s+", " ", piece)  # beside a space it is just a space
+        text = " ".join(piece.split())
         if text:
             lines.extend(_wrap(text))
     if heading_level and lines:
@@ -121,10 +175,9 @@ def _render_block(block: str) -> list[str]:
     return lines
 
 
-def _walk(collector: _Collector, html: str) -> None:
+def _walk(collector: _Collector, root: lxml.html.HtmlElement) -> None:
     """Drive the collector from lxml's parse tree (several times faster than feeding HTMLParser
     the same document); comments and processing instructions are skipped."""
-    root = lxml.html.document_fromstring(html)
     for event, element in etree.iterwalk(root, events=("start", "end")):
         if not isinstance(element.tag, str):  # comment or processing instruction
             if event == "end" and element.tail:
@@ -143,10 +196,12 @@ def _walk(collector: _Collector, html: str) -> None:
 
 def html_to_text(html: str) -> str:
     """The readable plain-text version of an HTML email (see module docstring)."""
-    collector = _Collector()
-    if html.strip():
-        _walk(collector, html)
+    if not html.strip():
+        return "\n"
+    root = lxml.html.document_fromstring(html)
+    collector = _Collector([(a.get("href") or "").strip() for a in root.iter("a")])
+    _walk(collector, root)
     raw = "".join(collector.parts)
     paragraphs = [_render_block(block) for block in raw.split(PARA)]
     out = "\n\n".join("\n".join(lines) for lines in paragraphs if lines)
-    return out.strip() + "\n"
+    return out.replace(LINK_GLUE, " ").replace(NO_BREAK, " ").strip() + "\n"
