@@ -69,7 +69,7 @@ def test_personalization_substitutions_and_unsubscribe_headers(setup, db: Databa
         token = subs["-unsubscribe_url-"].rsplit("/u/", 1)[1]
         assert subs["-unsubscribe_url-"].startswith("https://news.example.org/u/")
         assert verify_token(secret, token, UNSUBSCRIBE) == names[email]
-        assert p["headers"] == {"List-Unsubscribe": f"<{subs['-unsubscribe_url-']}>",
+        assert p["headers"] == {"List-Unsubscribe": f"<{subs['-unsubscribe_url-']}>, <mailto:digest@example.org?subject=unsubscribe>",
                                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         assert p["custom_args"]["subscriber_id"] == str(names[email])
         assert "," not in p["to"][0].get("name", "")

@@ -145,7 +145,7 @@ def test_a_welsh_only_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     build = build_edition(manifest, load_settings(root))
     doc = lxml.html.document_fromstring(build.html("wales"))
     assert doc.get("lang") == "cy" and build.variant("wales").locale == "cy"
-    footer = doc.xpath("//td[contains(@class,'nl-footer')]")[0].text_content()
+    footer = doc.xpath("//td[contains(@class,'nl-footer')]")[-1].text_content()
     assert "Dad-danysgrifio" in footer and "Unsubscribe" not in footer and "Rydych chi'n cael" in footer
-    assert "Helo -first_name-," in build.text("wales")
+    assert "Helo -first_name-," in build.text("wales") and "Gweld yn eich porwr" in build.text("wales")
     assert lxml.html.document_fromstring(build.html("scotland")).get("lang") == "en-GB"
