@@ -167,3 +167,18 @@ def test_user_template_with_text_part(tmp_path: Path, edition: Edition) -> None:
     out = render_variant(template, edition, edition.variants[0], settings)
     assert "Test edition for -first_name_html-" in out.html
     assert out.text == "Test edition & more for -first_name-\n"  # text templates: raw values, no escaping
+
+
+def test_a_listed_article_shows_its_image_as_a_linked_thumbnail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_build_project(tmp_path / "p", monkeypatch)
+    article = root / "issues" / "articles" / "scottish-cloud.md"
+    article.write_text(article.read_text("utf-8").replace(
+        "tags: [cloud]", "tags: [cloud]\nimage: https://www.example.org/img/cloud.jpg\nimage_alt: Server racks"), "utf-8")
+    edition = load_manifest(root / "issues" / "edition.yaml", load_settings(root))
+    html = render(edition, "wales").html
+    thumb = re.search(r'<a href="https://www.example.org/blog/scottish-cloud"[^>]*>\s*<img [^>]*'
+                      r'src="https://www.example.org/img/cloud.jpg"[^>]*>', html)
+    assert thumb, "the listed article's image is missing"
+    # the image is a link to the article, so its alt names the article; a pixel width for Outlook
+    assert 'alt="Scottish councils share a cloud platform"' in thumb.group(0)
+    assert re.search(r'width="144"', thumb.group(0))
