@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from newsletter.db import open_database  # noqa: E402
 from newsletter.delivery import UNSUBSCRIBE, make_token  # noqa: E402
-from newsletter.models import DeliveryEvent, Subscriber, utcnow  # noqa: E402
+from newsletter.models import Batch, DeliveryEvent, SendRun, Subscriber, utcnow  # noqa: E402
 
 SECRET = "benchmark-secret-" + "b" * 40
 BODY = b"List-Unsubscribe=One-Click"
@@ -237,6 +237,11 @@ def _seed(database_url: str, members: int) -> None:
     with db.write_session() as session:
         for start in range(0, len(rows), 5000):
             session.execute(insert(Subscriber), rows[start:start + 5000])
+        # the send the events belong to: run 1, one accepted batch per 1,000 members
+        session.execute(insert(SendRun), [{"id": 1, "edition": "2026-12", "segment": "wales", "variant_sha256": "0" * 64,
+                                           "subject": "bench", "status": "finished", "excluded": {}}])
+        session.execute(insert(Batch), [{"run_id": 1, "seq": seq, "status": "accepted", "recipient_count": 1000}
+                                        for seq in range(members // 1000 + 1)])
     db.dispose()
 
 

@@ -36,7 +36,7 @@ from newsletter.db import Database
 from newsletter.delivery.recovery import mark_batch_delivered
 from newsletter.delivery.send import _mark_runs
 from newsletter.errors import ConfigError, InputError
-from newsletter.members import normalise_email, set_status
+from newsletter.members import normalise_email, stop_active
 from newsletter.models import (
     Batch,
     BatchStatus,
@@ -183,15 +183,16 @@ def _resolve_runs(session: Session, events: list[_Event]) -> None:
     for e in events:
         if e.run_id is not None and e.seq is not None:
             e.batch_id = batches.get((e.run_id, e.seq))
+    # only events that name no batch (sends made before custom_args had it) are placed by recipient
     unplaced = sorted({(e.run_id, e.subscriber_id) for e in events
-                       if e.batch_id is None and e.run_id is not None and e.subscriber_id is not None})
+                       if e.seq is None and e.run_id is not None and e.subscriber_id is not None})
     placed: dict[tuple[int, int], int] = {}
     for chunk in _chunks(unplaced):
         placed.update({(r, s): bid for r, s, bid in session.execute(
             select(Recipient.run_id, Recipient.subscriber_id, Recipient.batch_id).where(
                 tuple_(Recipient.run_id, Recipient.subscriber_id).in_(list(chunk)), Recipient.batch_id.is_not(None)))})
     for e in events:
-        if e.batch_id is None and e.run_id is not None and e.subscriber_id is not None:
+        if e.seq is None and e.run_id is not None and e.subscriber_id is not None:
             e.batch_id = placed.get((e.run_id, e.subscriber_id))
 
 
@@ -200,6 +201,8 @@ def _store(session: Session, events: list[_Event]) -> set[str]:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     received = utcnow()
     new: set[str] = set()
+    if session.get_bind().dialect.name == "postgresql":
+        return _store_postgres(session, events, received)
     table = DeliveryEvent.__table__
     # one executemany (batched into multi-row INSERTs by SQLAlchemy's insertmanyvalues) per chunk;
     # RETURNING gives only the rows inserted now, so a replay is recognised row by row
@@ -213,40 +216,60 @@ def _store(session: Session, events: list[_Event]) -> set[str]:
     return new
 
 
+_UNNEST = (
+    "INSERT INTO delivery_events (sg_event_id, event, run_id, batch_id, subscriber_id, machine_open, occurred_at, "
+    "received_at) SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::boolean[], %s::timestamptz[], %s::timestamptz[]) ON CONFLICT (sg_event_id) DO NOTHING RETURNING sg_event_id"
+)
+
+
+def _store_postgres(session: Session, events: list[_Event], received: datetime) -> set[str]:
+    """PostgreSQL: one INSERT … SELECT FROM unnest(arrays) per 10,000 events. A multi-row VALUES
+    statement of that size costs more to prepare (parameter conversion) than to run."""
+    new: set[str] = set()
+    connection = session.connection()
+    for chunk in _chunks(events, 10_000):
+        columns = ([e.sg_event_id for e in chunk], [e.event for e in chunk], [e.run_id for e in chunk],
+                   [e.batch_id for e in chunk], [e.subscriber_id for e in chunk], [e.machine_open for e in chunk],
+                   [e.occurred_at for e in chunk], [received] * len(chunk))
+        new.update(row[0] for row in connection.exec_driver_sql(_UNNEST, columns))
+    return new
+
+
 def _new_status(e: _Event) -> SubscriberStatus | None:
     if e.event == "dropped":
         return next((status for word, status in DROPPED_STATUS if word in e.reason), None)
     return STATUS_BY_EVENT.get(e.event)
 
 
+# when one POST holds several stops for a member, the strongest is kept
+_STRENGTH = {SubscriberStatus.UNSUBSCRIBED: 1, SubscriberStatus.BOUNCED: 2, SubscriberStatus.COMPLAINED: 3}
+
+
 def _change_statuses(session: Session, events: list[_Event]) -> int:
     wanted = [(e, status) for e in events if (status := _new_status(e)) is not None]
     if not wanted:
         return 0
-    ids = {e.subscriber_id for e, _ in wanted if e.subscriber_id is not None}
-    keys = {}
+    keys: dict[str, str] = {}
     for e, _ in wanted:
         if e.subscriber_id is None and e.email:
             try:
                 keys[e.email] = normalise_email(e.email).key
             except InputError:
                 continue
-    members: dict[int, Subscriber] = {}
-    by_key: dict[str, Subscriber] = {}
-    for chunk in _chunks(sorted(ids)):
-        members.update({s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(list(chunk))))})
+    by_key: dict[str, int] = {}
     for chunk in _chunks(sorted(set(keys.values()))):
-        by_key.update({s.email_key or "": s for s in session.scalars(
-            select(Subscriber).where(Subscriber.email_key.in_(list(chunk))))})
-    changed = 0
+        by_key.update({k: i for i, k in session.execute(
+            select(Subscriber.id, Subscriber.email_key).where(Subscriber.email_key.in_(list(chunk))))})
+    changes: dict[int, tuple[SubscriberStatus, str]] = {}
     for e, status in wanted:
-        sub = members.get(e.subscriber_id) if e.subscriber_id is not None else by_key.get(keys.get(e.email or "", ""))
-        if sub is None or sub.status != SubscriberStatus.ACTIVE:
-            continue  # never reactivate, never overwrite an earlier stop
+        member = e.subscriber_id if e.subscriber_id is not None else by_key.get(keys.get(e.email or "", ""))
+        if member is None:
+            continue
         detail = f" ({e.bounce_type})" if e.event == "bounce" and e.bounce_type else ""
-        set_status(session, sub, status, actor="webhook", reason=f"SendGrid event: {e.event}{detail}")
-        changed += 1
-    return changed
+        if member not in changes or _STRENGTH[status] > _STRENGTH[changes[member][0]]:
+            changes[member] = (status, f"SendGrid event: {e.event}{detail}")
+    return stop_active(session, changes, actor="webhook")
 
 
 def _settle(db: Database, events: list[_Event]) -> tuple[tuple[int, int], ...]:
