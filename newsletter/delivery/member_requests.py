@@ -108,16 +108,10 @@ class MemberLinks:
     # ---------------------------------------------------------------- unsubscribe
 
     def unsubscribe(self, token: str, *, one_click: bool) -> bool:
-        """Unsubscribe the member an unsubscribe (or preferences) link names. Idempotent: False
-        when there was nothing to change. Reads first, so repeated clicks take no write lock."""
+        """Unsubscribe the member an unsubscribe (or preferences) link names, in one transaction.
+        Idempotent: False when there was nothing to change."""
         purpose = UNSUBSCRIBE if one_click else None
         member_id = self._id(token, purpose) if purpose else self._either(token)
-        with self.db.session() as session:
-            sub = member_by_id(session, member_id)
-            if sub is None:
-                raise LinkRefused()
-            if sub.status != "active":
-                return False
         actor, reason = ((ONE_CLICK, "one-click unsubscribe (RFC 8058 List-Unsubscribe-Post)") if one_click
                          else (WEB, "unsubscribed on the member web page"))
         with self.db.write_session() as session:
