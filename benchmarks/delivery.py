@@ -3,7 +3,11 @@ the 12 regional segments, through the real SendGridTransport, to a loopback HTTP
 process answering 202). Compares with a naive path (render each recipient's email, one request
 per recipient) measured on a sample and scaled. Prints JSON.
 
-    .venv/bin/python benchmarks/delivery.py [--members 1000000] [--postgres-url URL]
+    .venv/bin/python benchmarks/delivery.py [--members 1000000] [--postgres-url URL] [--senders 2]
+
+Goals (issue 14): 1,000,000 members in at most GOAL_SECONDS on SQLite and on PostgreSQL, peak RSS
+at most GOAL_PEAK_RSS_MB, every member exactly once at the sink; two sender processes on one
+PostgreSQL (--senders 2) at least GOAL_TWO_SENDERS_SPEEDUP times one.
 """
 
 from __future__ import annotations
@@ -31,12 +35,27 @@ from newsletter.delivery.requests import MessageOptions, RecipientRow, helper_ma
 from newsletter.delivery.send import (  # noqa: E402
     FREEZE_WORKERS,
     _assignments,
+    _segment_rules,
     load_variants,
+    run_report,
     send_edition,
 )
 from newsletter.delivery.transports.base import MailRequest  # noqa: E402
 from newsletter.delivery.transports.sendgrid import SendGridTransport  # noqa: E402
 from newsletter.regions import REGIONS  # noqa: E402
+
+GOAL_SECONDS = 10.0
+GOAL_PEAK_RSS_MB = 300.0
+GOAL_TWO_SENDERS_SPEEDUP = 1.6
+
+
+def _send_process(db_url: str, root: str, build: str, url: str, concurrency: int) -> None:
+    """One more sender process on the same frozen edition (--senders N)."""
+    db = open_database(db_url)
+    settings = load_settings(Path(root), database_url=db_url, concurrency=concurrency,
+                             max_requests_per_second=100_000.0, request_timeout=60.0)
+    send_edition(db, settings, Path(build), transport=SendGridTransport("SG.benchmark", url, timeout=60))
+    db.dispose()
 
 
 def _sink(port_queue: multiprocessing.Queue, counts: multiprocessing.Array) -> None:  # type: ignore[type-arg]
@@ -115,6 +134,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="benchmark on this (empty) PostgreSQL database instead of SQLite")
     parser.add_argument("--naive-sample", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--senders", type=int, default=1, help="sender processes sharing the send")
     args = parser.parse_args()
 
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
@@ -135,12 +155,22 @@ def main() -> None:
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
         t1 = time.perf_counter()
         edition, variants = load_variants(build)
-        freeze_audience(db, edition, variants, _assignments(settings, [v.segment for v in variants]),
+        segments = [v.segment for v in variants]
+        freeze_audience(db, edition, variants, _assignments(_segment_rules(settings, segments), segments, segments),
                         workers=FREEZE_WORKERS)
         frozen = time.perf_counter() - t1
+        others = [multiprocessing.Process(target=_send_process, args=(db_url, str(root), str(build), url,
+                                                                      args.concurrency))
+                  for _ in range(args.senders - 1)]
+        for other in others:
+            other.start()
         reports = send_edition(db, settings, build, transport=transport)  # finds the frozen audience
+        for other in others:
+            other.join()
+        reports = run_report(db, edition)
         elapsed = time.perf_counter() - t1
         sent = sum(r.accepted for r in reports)
+        frozen_total = sum(r.audience for r in reports)
         sink_requests, sink_personalizations = counts[0], counts[1]
         naive = _naive(build, root, url, args.naive_sample)
         naive_scaled = naive * sent / args.naive_sample
@@ -164,6 +194,13 @@ def main() -> None:
         "naive_sample_seconds": round(naive, 2),
         "naive_scaled_seconds": round(naive_scaled, 1),
         "speedup_vs_naive": round(naive_scaled / elapsed, 1),
+        "senders": args.senders,
+        "every_member_once": sink_personalizations == sent == frozen_total,
+        "goal_seconds": GOAL_SECONDS,
+        "goal_peak_rss_mb": GOAL_PEAK_RSS_MB,
+        "meets_goal": (args.members < 1_000_000 or elapsed <= GOAL_SECONDS)
+        and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 <= GOAL_PEAK_RSS_MB
+        and sink_personalizations == sent == frozen_total,
     }
     print(json.dumps(result, indent=2))
 

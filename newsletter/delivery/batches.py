@@ -26,8 +26,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import and_, or_, select, true, update
+from sqlalchemy import and_, bindparam, or_, select, true, update
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.delivery.journal import OutcomeJournal, replay_journals
@@ -161,6 +162,17 @@ class Sender:
         self.on_wait = on_wait
         self.journal = OutcomeJournal(journal_dir, self.sender_id) if journal_dir is not None else None
         self.run_ids = list(builders)
+        # Members who unsubscribed, bounced, complained, paused or were erased since the audience
+        # was frozen (a scheduled send, or one resumed or retried later) are left out.
+        self._batch_rows = (
+            select(Recipient.subscriber_id, Recipient.email, Recipient.name,
+                   Recipient.substitutions["first_name"].as_string())
+            .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
+            .where(Recipient.run_id == bindparam("run_id"), Recipient.batch_id == bindparam("batch_id"),
+                   eligible(true()))
+            .order_by(Recipient.id)
+        )
+        self._local = threading.local()  # per worker: claim_next, next_claim
         self.rate_limited_until = 0.0  # monotonic time of the end of SendGrid's last 429 pause
         self._announced_until = 0.0
         self._announce_lock = threading.Lock()
@@ -232,28 +244,31 @@ class Sender:
             or_(Batch.not_before.is_(None), Batch.not_before <= t),
         )
 
+    def _claim_in(self, session: Session) -> Claim | None:
+        """Claim the next due batch: one UPDATE ... RETURNING (its subquery skips rows another
+        sender has locked on PostgreSQL; SQLite's writer lock is held by the caller)."""
+        t = utcnow()
+        subquery = select(Batch.id).where(self._ready()).order_by(Batch.run_id, Batch.seq).limit(1)  # type: ignore[arg-type]
+        if self.db.dialect == "postgresql":
+            subquery = subquery.with_for_update(skip_locked=True)
+        row = session.execute(
+            update(Batch).where(Batch.id == subquery.scalar_subquery(), Batch.status == BatchStatus.PENDING.value)
+            .values(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=t,
+                    attempts=Batch.attempts + 1, updated_at=t)
+            .returning(Batch.id, Batch.run_id, Batch.seq, Batch.attempts)
+        ).first()
+        return None if row is None else Claim(row[0], row[1], row[2], row[3])
+
     def _claim(self) -> Claim | None:
-        values = dict(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=utcnow(),
-                      attempts=Batch.attempts + 1, updated_at=utcnow())
         with self.db.write_session() as session:
-            query = (select(Batch.id, Batch.run_id, Batch.seq, Batch.attempts).where(self._ready())  # type: ignore[arg-type]
-                     .order_by(Batch.run_id, Batch.seq).limit(1))
-            if self.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            row = session.execute(query).first()
-            if row is None:
-                return None
-            done = session.execute(
-                update(Batch).where(Batch.id == row.id, Batch.status == BatchStatus.PENDING.value).values(**values)
-            )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-        return Claim(row.id, row.run_id, row.seq, row.attempts + 1)
+            return self._claim_in(session)
 
     def claim(self) -> Claim | None:
         return self._db_retrying("claim a batch", self._claim)
 
     def _write_outcome(self, claim: Claim, values: dict[str, object]) -> bool:
+        """Record one batch's outcome and, when this worker goes on, claim its next batch in the
+        same transaction (one commit a batch instead of two)."""
         with self.db.write_session() as session:
             # Still ours, even if another sender meanwhile took our long request for abandoned
             # and marked it uncertain: what we learnt (accepted, failed) is better than a guess.
@@ -264,7 +279,10 @@ class Sender:
                        Batch.claimed_by == self.sender_id)
                 .values(**values)
             )
-            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+            go_on = getattr(self._local, "claim_next", False) and not self.stop.is_set()
+            following = self._claim_in(session) if go_on else None
+        self._local.next_claim = following
+        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     def _finish(self, claim: Claim, **values: object) -> bool:
         """Record the outcome, only if the batch is still ours. A database that is restarting or
@@ -305,17 +323,10 @@ class Sender:
 
     # -- one batch ---------------------------------------------------------------------------
     def _recipients(self, claim: Claim) -> list[RecipientRow]:
-        with self.db.session() as session:
-            # Members who unsubscribed, bounced, complained, paused or were erased since the audience
-            # was frozen (a scheduled send, or one resumed or retried later) are left out.
-            rows = session.execute(
-                select(Recipient.subscriber_id, Recipient.email, Recipient.name,
-                       Recipient.substitutions["first_name"].as_string())
-                .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
-                .where(Recipient.run_id == claim.run_id, Recipient.batch_id == claim.batch_id,
-                       eligible(true()))
-                .order_by(Recipient.id)
-            ).all()
+        # Core, not the ORM: at 1,000 rows a batch the ORM's row handling was a quarter of the
+        # send time. The statement is compiled once per sender (bound parameters).
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(self._batch_rows, {"run_id": claim.run_id, "batch_id": claim.batch_id}).all()
         return [RecipientRow(r[0], r[1], r[2], r[3] or "") if r[1].isascii() and (r[2] or "").isascii()
                 else _legacy_row(r[0], r[1], r[2], r[3] or "") for r in rows]
 
@@ -424,17 +435,20 @@ class Sender:
         self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1)
 
     def worker(self) -> None:
+        claim: Claim | None = None
+        self._local.claim_next = True
         try:
             while not self.stop.is_set():
-                # Wait out a rate-limit pause or a backlog of booked requests before claiming, so
-                # a claim is never held through a long wait (a claim older than the lease may be
-                # declared abandoned by another sender).
-                wait = self.due_in()
-                if wait > CLAIM_AHEAD:
-                    self._announce_rate_wait(wait)
-                    if not self._sleep(wait - CLAIM_AHEAD):
-                        return
-                claim = self.claim()
+                if claim is None:
+                    # Wait out a rate-limit pause or a backlog of booked requests before claiming,
+                    # so a claim is never held through a long wait (a claim older than the lease
+                    # may be declared abandoned by another sender).
+                    wait = self.due_in()
+                    if wait > CLAIM_AHEAD:
+                        self._announce_rate_wait(wait)
+                        if not self._sleep(wait - CLAIM_AHEAD):
+                            return
+                    claim = self.claim()
                 if claim is None:
                     left = self.waiting()
                     if left is None:
@@ -447,9 +461,17 @@ class Sender:
                 # late (a slow claim) would put two requests closer together than the cap allows.
                 start_at = self.reserve_slot() if request is not None else 0.0
                 if start_at - time.monotonic() > MAX_HELD_WAIT:
+                    self._local.claim_next = False
                     self._unclaim(claim)  # another sender's 429 meanwhile: wait without holding it
+                    self._local.claim_next = True
+                    claim = None
                     continue
+                self._local.next_claim = None
                 self.send_one(claim, request, start_at)
+                claim = self._local.next_claim  # claimed with this outcome, in one transaction
+            if claim is not None:
+                self._local.claim_next = False
+                self._unclaim(claim)  # stopped (Ctrl-C, a fatal answer): never keep a claim
         except BaseException as exc:  # keep the first unexpected error; stop the others
             if self.fatal is None:
                 self.fatal = exc

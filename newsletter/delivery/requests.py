@@ -157,7 +157,7 @@ class MailBuilder:
         shared = helper_mail(variant, options, []).get()
         shared.pop("personalizations", None)
         encoded = json.dumps(shared, separators=(",", ":"))
-        self._suffix = ("]," + encoded[1:]).encode("ascii")
+        self._suffix = "]," + encoded[1:]
         base = _escape(options.public_base_url.rstrip("/"))[1:-1]
         self._unsubscribe_base, self._preferences_base = base + "/u/", base + "/p/"
         self._mailto = _escape(list_unsubscribe("", variant.unsubscribe_mailbox))[3:-1]  # what follows "<>"
@@ -193,5 +193,8 @@ class MailBuilder:
         if not 1 <= len(recipients) <= MAX_PERSONALIZATIONS:
             raise ValueError(f"a request takes 1 to {MAX_PERSONALIZATIONS} recipients, not {len(recipients)}")
         tail = self._tail(batch)
-        people = ",".join([self.personalization_json(r, tail) for r in recipients])
-        return b'{"personalizations":[' + people.encode("ascii") + self._suffix
+        # one join and one encode of the whole ~1 MB body (no second copy to concatenate bytes)
+        parts = [self.personalization_json(r, tail) for r in recipients]
+        parts[0] = '{"personalizations":[' + parts[0]
+        parts[-1] += self._suffix
+        return ",".join(parts).encode("ascii")
