@@ -100,7 +100,7 @@ def main() -> None:
                 cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if kills < args.kills:
                 try:
-                    proc.wait(timeout=rng.uniform(0.5, 6.0))
+                    proc.wait(timeout=rng.uniform(0.3, 3.0))
                 except subprocess.TimeoutExpired:
                     os.kill(proc.pid, signal.SIGKILL)
                     kills += 1
