@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/subscribers.py [--rows 100000] [--members 1000000]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
-1. Import a generated CSV of `--rows` members through the real importer (goal: 100,000 rows <= 10 s).
+1. Import a generated CSV of `--rows` members through the real importer (goal: 100,000 rows <= 2.5 s).
    Baseline: a naive row-by-row ORM import (one SELECT + INSERT + COMMIT per row) on a sample,
    scaled to the same number of rows.
 2. Count every segment of subscribers/segments.yaml over `--members` subscribers, bulk-loaded with
-   executemany (SQLite) or COPY (PostgreSQL), not through the importer (goal: <= 1 s per segment).
+   executemany (SQLite) or COPY (PostgreSQL), not through the importer (goal: <= 0.2 s per segment).
    Baseline: load the rows of a sample into Python and count there, scaled.
 
 Prints one JSON document. Each backend uses a fresh database (a temp SQLite file; a temporary
@@ -48,6 +48,10 @@ STATUSES = (SubscriberStatus.ACTIVE,) * 17 + (SubscriberStatus.UNSUBSCRIBED, Sub
                                              SubscriberStatus.COMPLAINED)
 BASE_DAY = datetime(2010, 1, 1, tzinfo=UTC)
 
+
+# issue 14: 100,000-row import and the slowest segment count over 1,000,000 members, both backends
+GOAL_IMPORT_SECONDS = 2.5
+GOAL_COUNT_SECONDS = 0.2
 
 def write_csv(path: Path, rows: int, seed: int = 1) -> None:
     rnd = random.Random(seed)
@@ -195,7 +199,7 @@ def run_backend(kind: str, pg_url: str | None, rows: int, members: int, segments
                 "counts": imported.counts(), "rerun_seconds": round(rerun_seconds, 2),
                 "rerun_counts": rerun.counts(), "naive_seconds_scaled": round(naive, 1),
                 "naive_sample_rows": sample, "speedup_vs_naive": round(naive / seconds, 1),
-                "goal_seconds": 10.0, "meets_goal": seconds * 100_000 / rows <= 10.0,
+                "goal_seconds": GOAL_IMPORT_SECONDS, "meets_goal": seconds * 100_000 / rows <= GOAL_IMPORT_SECONDS,
             }
             with db.engine.begin() as conn:
                 conn.execute(text("DELETE FROM audit_log"))
@@ -215,8 +219,8 @@ def run_backend(kind: str, pg_url: str | None, rows: int, members: int, segments
                                 "speedup_vs_naive": round(naive / took, 1)}
             slowest = max(c["seconds"] for c in counts.values())
             result["segments"] = {"subscribers": members, "bulk_load_seconds": round(load_seconds, 1),
-                                  "slowest_seconds": slowest, "goal_seconds": 1.0,
-                                  "meets_goal": slowest <= 1.0, "per_segment": counts}
+                                  "slowest_seconds": slowest, "goal_seconds": GOAL_COUNT_SECONDS,
+                                  "meets_goal": slowest <= GOAL_COUNT_SECONDS, "per_segment": counts}
         finally:
             db.dispose()
     return result
