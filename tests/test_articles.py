@@ -68,7 +68,10 @@ def test_bad_region_names_the_region_and_the_choices() -> None:
 
 def test_unknown_field_points_at_its_key() -> None:
     text = GOOD.replace("tags:", "colour: blue\ntags:")
-    assert problems_of(text) == ["issues/articles/good.md:6:1: error: unknown field 'colour'"]
+    assert problems_of(text) == [
+        "issues/articles/good.md:6:1: error: unknown field 'colour' (hint: allowed: title, author, author_role, "
+        "published, url, summary, image, image_alt, tags, regions, guid)"
+    ]
 
 
 def test_several_problems_are_reported_together() -> None:

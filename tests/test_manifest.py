@@ -449,3 +449,34 @@ def test_an_unknown_zone_does_not_hide_a_bad_send_time(proj: Path) -> None:
                             "segments:\n  london: {send_at: yesterday}\n")
     assert sorted(p.message for p in problems if p.severity == "error") == [
         "bad send_at time 'yesterday'", "unknown time zone 'Mars/Olympus'"]
+
+
+def test_value_problems_and_cross_checks_are_listed_together(proj: Path) -> None:
+    """Problems the model finds do not hide the cross-field ones, and leave out none of the
+    values they are about (no second report of the same value)."""
+    problems = problems_for(proj, BASE + """\
+        timezone: 5
+        articles:
+          slugs: [modern-leadership, gdpr-roadmp]
+          query: {tags: 5}
+        segments:
+          london: {window: "8am", add: [innovation-cycle, modern-leadership]}
+          "../evil": {}
+          wales: {omit: modern-leadership, send_at: 2027-03-28T01:30}
+        """)
+    found = sorted((p.line, p.message) for p in problems if p.severity == "error")
+    assert found == [
+        (6, "timezone must be an IANA time zone name such as Europe/London, not 5"),
+        (8, "unknown article 'gdpr-roadmp'"),
+        (9, "tags must be a list of text, not 5"),
+        (11, "cannot read send window '8am'"),
+        (11, "duplicate article: 'modern-leadership' is already in the edition"),
+        (12, "segment name '../evil' is not a slug"),
+    ], found
+
+
+def test_a_segment_name_must_be_a_slug(proj: Path) -> None:
+    for name in ("../../../evil", "North East", "a/b", "-x", "x" * 65):
+        p = only(problems_for(proj, BASE + f"articles: [modern-leadership]\nsegments:\n  '{name}': {{}}\n"))
+        assert (p.line, p.col, p.message) == (8, 3, f"segment name {name!r} is not a slug"), p
+        assert "lower-case letters, digits and hyphens" in (p.hint or "")

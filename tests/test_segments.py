@@ -195,3 +195,25 @@ def test_attribute_values_compare_as_text(db: Database, tmp_path: Path) -> None:
     seg = load_segments(path)
     assert emails(db, seg.rule_clause("y")) == {"y@example.org"}
     assert emails(db, seg.rule_clause("n")) == set()
+
+
+def test_segment_names_are_slugs_and_wrong_values_are_named(tmp_path: Path) -> None:
+    path = write(tmp_path, """segments:
+  "../../../evil": {rule: {region: london}}
+  Wales: {rule: {region: wales}}
+  ok:
+    rule: {member_type: 5, attributes: {committee: {x: 1}}}
+    descripton: typo
+""")
+    with pytest.raises(SegmentError) as exc:
+        load_segments(path)
+    found = [(p.line, p.col, p.message, p.hint) for p in exc.value.problems]
+    assert found[:2] == [
+        (2, 3, "segment name '../../../evil' is not a slug",
+         "use lower-case letters, digits and hyphens (at most 64), e.g. north-east"),
+        (3, 3, "segment name 'Wales' is not a slug",
+         "use lower-case letters, digits and hyphens (at most 64), e.g. north-east"),
+    ]
+    assert (5, 25, "'member_type' values must be plain text, got 5", None) in found
+    assert (6, 5, "unknown field 'descripton' in segment 'ok'", "did you mean 'description'?") in found
+    assert any(line == 5 and message.startswith("'attributes.committee' needs a value") for line, _, message, _ in found)

@@ -2,6 +2,10 @@
 YAML they are written in. Everything here is data read from files; nothing renders or sends.
 
     manifest (issues/<edition>.yaml) ──load_manifest──► Edition ──► one VariantSpec per segment
+
+Every YAML file a person writes is read by load_yaml (positions; limits that stop hostile files)
+and checked by a YamlModel through validate_yaml (errors as file:line:col problems); the field
+types here are shared with the member store's segments.yaml.
 """
 
 from newsletter.content.articles import (
@@ -15,7 +19,9 @@ from newsletter.content.articles import (
     write_article,
 )
 from newsletter.content.feeds import FeedOutcomes, ImportOutcome, import_feed, import_feed_data
+from newsletter.content.field_types import Region, RegionList, SegmentName, Text, TextList, region_slug
 from newsletter.content.manifest import (
+    TEMPLATE_ENTRY,
     Edition,
     KnownSegments,
     VariantSpec,
@@ -23,29 +29,38 @@ from newsletter.content.manifest import (
     check_manifest,
     load_manifest,
 )
-from newsletter.content.manifest_fields import TEMPLATE_ENTRY
 from newsletter.content.sanitize import check_url, clean_html, fragment_to_text, html_to_markdown
 from newsletter.content.send_times import (
     SendWindow,
     describe,
     localise,
     parse_send_time,
+    read_send_time,
     require_future,
     zone,
 )
 from newsletter.content.yaml_source import PathKey, YamlDocument, load_yaml, parse_yaml
+from newsletter.content.yaml_validation import FieldProblem, Validated, YamlModel, shown, suggest, validate_yaml
 
 __all__ = [
     "TEMPLATE_ENTRY",
     "Article",
     "Edition",
     "FeedOutcomes",
+    "FieldProblem",
     "ImportOutcome",
     "KnownSegments",
     "PathKey",
+    "Region",
+    "RegionList",
+    "SegmentName",
     "SendWindow",
+    "Text",
+    "TextList",
+    "Validated",
     "VariantSpec",
     "YamlDocument",
+    "YamlModel",
     "analyse_manifest",
     "article_text",
     "check_manifest",
@@ -66,7 +81,12 @@ __all__ = [
     "parse_article",
     "parse_send_time",
     "parse_yaml",
+    "read_send_time",
+    "region_slug",
     "require_future",
+    "shown",
+    "suggest",
+    "validate_yaml",
     "write_article",
     "zone",
 ]

@@ -25,21 +25,25 @@ import re
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from newsletter.content.field_types import SLUG_RE, text_of
 from newsletter.content.yaml_source import parse_yaml
+from newsletter.content.yaml_validation import FieldProblem, YamlModel, shown, validate_yaml
 from newsletter.errors import InputError, Problem, ProblemsError
 from newsletter.regions import REGION_SLUGS, normalise_region
 
-SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?\n?", re.S | re.M)
 
 
-class Article(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Article(YamlModel):
+    what: ClassVar[str] = "the front matter"
+    unknown_message: ClassVar[str] = "unknown field {name!r}"
+    missing_message: ClassVar[str] = "missing field {name!r}"
+    not_in_yaml: ClassVar[tuple[str, ...]] = ("slug", "body", "source_path")
 
     slug: str
     title: str = Field(min_length=1, max_length=300)
@@ -75,18 +79,18 @@ class Article(BaseModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        return tuple(str(t).strip().lower() for t in value or () if str(t).strip())
+        items = _listed(value, "a list of text", "e.g. tags: [gdpr, data-protection]")
+        for i, item in enumerate(items):
+            if isinstance(item, dict | list | bool) or item is None:
+                raise FieldProblem(f"must be a list of text; item {i + 1} is {shown(item)}")
+        return tuple(t.lower() for t in (text_of(item) for item in items) if t)
 
     @field_validator("regions", mode="before")
     @classmethod
     def _regions(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
         slugs = []
-        for item in value or ():
-            slug = normalise_region(str(item))
+        for item in _listed(value, "a list of regions", "e.g. regions: [london, south-east]"):
+            slug = normalise_region(text_of(item))
             if slug is None:
                 raise ValueError(
                     f"unknown region {item!r}; use one of: {', '.join(REGION_SLUGS)}"
@@ -97,6 +101,17 @@ class Article(BaseModel):
     @property
     def published_date(self) -> date:
         return self.published.date()
+
+
+def _listed(value: Any, what: str, example: str) -> list[Any]:
+    """Tags and regions: one value, a list of values, or nothing."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list | tuple):
+        raise FieldProblem(f"must be {what}, not {shown(value)}", example)
+    return list(value)
 
 
 def split_front_matter(text: str) -> tuple[str | None, str, int]:
@@ -124,22 +139,17 @@ def parse_article(text: str, slug: str, filename: str) -> Article:
             Problem(filename, 1, 1, f"file name {slug!r} is not a valid slug",
                     "use lower-case letters, digits and hyphens, e.g. gdpr-roadmap.md")
         )
-    try:
-        article = Article(slug=slug, body=body.strip(), source_path=filename, **doc.data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = str(loc[0]) if loc else ""
-            if err["type"] == "missing":
-                problems.append(doc.problem((), f"missing field {field!r}"))
-            elif err["type"] == "extra_forbidden":
-                problems.append(doc.problem(loc[:1], f"unknown field {field!r}", key=True))
-            else:
-                problems.append(doc.problem(loc[:1], f"{field}: {err['msg'].removeprefix('Value error, ')}"))
-        raise ProblemsError(problems) from None
-    if problems:
+    for name in Article.not_in_yaml:
+        if name in doc.data:
+            problems.append(doc.problem((name,), f"unknown field {name!r}",
+                                        hint="the slug is the file name and the body follows the front matter",
+                                        key=True))
+    data = {k: v for k, v in doc.data.items() if k not in Article.not_in_yaml}
+    checked = validate_yaml(doc, Article, {**data, "slug": slug, "body": body.strip(), "source_path": filename})
+    problems.extend(checked.problems)
+    if problems or checked.value is None:
         raise ProblemsError(problems)
-    return article
+    return checked.value
 
 
 def load_article(path: Path, *, display_name: str | None = None) -> Article:
@@ -147,7 +157,9 @@ def load_article(path: Path, *, display_name: str | None = None) -> Article:
     try:
         text = path.read_text("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProblemsError([Problem(name, 1, 1, f"not UTF-8 text ({exc.reason})")]) from None
+        raise ProblemsError([Problem(name, 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8")]) from None
+    except OSError as exc:
+        raise ProblemsError([Problem(name, 1, 1, f"cannot read the file: {exc.strerror}")]) from None
     return parse_article(text, path.stem, name)
 
 

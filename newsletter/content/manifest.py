@@ -2,6 +2,13 @@
 
 Articles come from the `articles/` directory beside the manifest (`issues/articles/*.md`).
 
+Checking happens in two passes, and `check` lists the problems of both at once:
+1. the manifest's models (manifest_model.py) check every value on its own;
+2. resolving checks what spans several values, the article files, the template directory and the
+   known segments: slugs exist, featured / omit / add agree, send times exist in the zone and fit
+   their windows, segment names are defined. It runs on the valid part of a manifest with
+   problems too (the values with problems left out).
+
 Resolution rules (per segment, in this order):
 1. Edition selection: the explicit `articles.slugs` in the order written, then the `articles.query`
    results newest first (at most `max` of them, not counting articles already chosen). An article
@@ -17,29 +24,31 @@ is a region name or alias (see newsletter.regions).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.config import Settings
-from newsletter.content.articles import Article, load_article
-from newsletter.content.manifest_fields import (
-    EDITION_ID_RE,
-    Analysis,
-    load_zone,
-    run_query,
-    segment_region,
-    suggest,
-    template_problem,
+from newsletter.content.articles import Article, filter_articles, load_article
+from newsletter.content.field_types import MANIFEST_TIME_HINT
+from newsletter.content.manifest_model import (
+    DEFAULT_LOCALE,
+    ArticleChoice,
+    ManifestFile,
+    ManifestPlan,
+    Query,
+    SegmentOverrides,
 )
-from newsletter.content.yaml_source import PathKey, load_yaml
-from newsletter.errors import ManifestError, Problem, ProblemsError
+from newsletter.content.send_times import SendWindow, parse_send_time, zone
+from newsletter.content.yaml_source import PathKey, YamlDocument, load_yaml
+from newsletter.content.yaml_validation import Validated, suggest, validate_yaml
+from newsletter.errors import ManifestError, Problem, ProblemsError, ScheduleError
+from newsletter.regions import normalise_region
 
-DEFAULT_LOCALE = "en-GB"
-LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")  # en-GB, cy: the language of a template's fixed text
+# A template is a folder templates/<name>/ with this entry file. The one definition: the
+# manifest check looks for it and the renderer (newsletter.render) loads it.
+TEMPLATE_ENTRY = "email.mjml.j2"
 
 
 @dataclass(frozen=True)
@@ -73,15 +82,6 @@ class Edition:
     template: str
     manifest_path: Path
     variants: tuple[VariantSpec, ...]
-
-
-TOP_FIELDS = ("edition", "title", "subject", "preheader", "template", "intro", "featured",
-              "articles", "send_at", "window", "timezone", "locale", "bilingual", "segments")
-REQUIRED = ("edition", "title", "subject", "preheader", "segments")
-ARTICLES_FIELDS = ("slugs", "query")
-SEGMENT_FIELDS = ("subject", "preheader", "intro", "add", "omit", "send_at", "window", "region", "locale",
-                  "bilingual")
-DEFAULT_TEMPLATE = "digest"
 
 
 def load_manifest(path: Path, settings: Settings, segments: KnownSegments | None = None) -> Edition:
@@ -127,208 +127,255 @@ def load_article_dir(directory: Path) -> tuple[dict[str, Article], list[Problem]
 def analyse_manifest(
     path: Path, settings: Settings, segments: KnownSegments | None = None
 ) -> tuple[Edition | None, list[Problem]]:
-    """(edition or None, problems). The edition is None when the manifest cannot be resolved."""
-    display = str(path)
+    """(edition or None, problems). The edition is None when the manifest has errors."""
     try:
-        doc = load_yaml(path, display_name=display)
+        doc = load_yaml(path, display_name=str(path))
     except ProblemsError as exc:
         return None, list(exc.problems)
-    articles, article_problems = load_article_dir(path.parent / "articles")
-    a = Analysis(doc, settings, articles)
-    # A broken article file blocks the edition only when the manifest uses it (reported at the
-    # reference); otherwise it is a warning, so one bad draft cannot stop every edition.
-    a.problems.extend(replace(p, severity="warning") for p in article_problems)
-    a.broken = {f.stem for f in (path.parent / "articles").glob("*.md")} - set(articles)
-    data = doc.data
-    if not isinstance(data, dict):
-        a.error((), "a manifest must be a mapping of field: value", "start from issues/2026-12.yaml")
-        return None, a.problems
-    a.fields((), data, TOP_FIELDS, "the manifest")
-    for name in REQUIRED:
-        if data.get(name) is None or data.get(name) == "":
-            a.error((name,) if name in data else (), f"missing required field {name!r}")
-
-    edition_id = a.text(("edition",), data.get("edition"), "edition")
-    if edition_id and not EDITION_ID_RE.match(edition_id):
-        a.error(("edition",), f"edition id {edition_id!r} cannot be used as a directory name",
-                "use letters, digits, '-', '_' or '.', e.g. 2026-12")
-    title = a.text(("title",), data.get("title"), "title") or ""
-    subject = a.text(("subject",), data.get("subject"), "subject") or ""
-    preheader = a.text(("preheader",), data.get("preheader"), "preheader") or ""
-    intro = a.text(("intro",), data.get("intro"), "intro") or ""
-    template = data.get("template", DEFAULT_TEMPLATE)
-    bad_template = template_problem(settings.project_dir, template)
-    if bad_template:
-        a.error(("template",), *bad_template)
-
-    zone_name = data.get("timezone", settings.timezone)
-    zone, zone_error, zone_hint = load_zone(zone_name)
-    if zone_error:
-        a.error(("timezone",), zone_error, zone_hint)
-    default_send_at = a.send_at(("send_at",), data.get("send_at"), zone)
-    zone_key = zone.key if zone else str(zone_name)
-    default_window = a.window(("window",), data.get("window"), default_send_at, zone_key)
-
-    default_locales = _locales(a, (), data, (DEFAULT_LOCALE,))
-
-    featured = a.slug(("featured",), data["featured"]) if data.get("featured") is not None else None
-    selection = _selection(a, data.get("articles"), featured)
-
-    variants = _variants(a, data.get("segments"), segments or KnownSegments(None), selection, featured,
-                         defaults=(subject, preheader, intro), send_at=default_send_at,
-                         window=default_window, zone_info=zone, zone=zone_key, locales=default_locales)
-    if any(p.severity == "error" for p in a.problems) or not edition_id:
-        return None, a.problems
-    edition = Edition(id=edition_id, title=title, template=str(template),
+    article_dir = path.parent / "articles"
+    articles, article_problems = load_article_dir(article_dir)
+    checked = validate_yaml(doc, ManifestFile)
+    resolver = _Resolver(doc, checked, settings, articles, segments or KnownSegments(None))
+    resolver.broken = {f.stem for f in article_dir.glob("*.md")} - set(articles)
+    plan = checked.partial(ManifestPlan)
+    variants = resolver.variants(plan) if plan is not None else []
+    # Positions in the manifest in file order; then the other files'. A broken article file blocks
+    # the edition only when the manifest uses it (reported at the reference); otherwise it is a
+    # warning, so one bad draft cannot stop every edition.
+    own = sorted([*doc.duplicate_keys, *checked.problems, *resolver.problems], key=lambda p: (p.line, p.col))
+    problems = own + resolver.other_files + [replace(p, severity="warning") for p in article_problems]
+    model = checked.value
+    if model is None or any(p.severity == "error" for p in problems):
+        return None, problems
+    edition = Edition(id=model.edition, title=model.title, template=model.template,
                       manifest_path=path.resolve(), variants=tuple(variants))
-    return edition, a.problems
+    return edition, problems
 
 
-def _selection(a: Analysis, value: Any, featured: Article | None) -> list[Article]:
-    """Explicit slugs in order, then query results newest first; no duplicates, featured excluded."""
-    if value is None:
-        return []
-    if isinstance(value, list):  # shorthand: `articles: [slug, ...]`
-        value, base = {"slugs": value}, ("articles",)
-        explicit = a.slug_list(base, value["slugs"], "articles")
-    elif isinstance(value, dict):
-        a.fields(("articles",), value, ARTICLES_FIELDS, "articles")
-        explicit = a.slug_list(("articles", "slugs"), value.get("slugs"), "articles.slugs")
-    else:
-        a.error(("articles",), "articles must be a list of slugs or a mapping with slugs / query")
-        return []
-    chosen = [art for _, art in explicit if featured is None or art.slug != featured.slug]
-    query = value.get("query")
-    queries = query if isinstance(query, list) else [query] if query is not None else []
-    for i, q in enumerate(queries):
-        at: PathKey = ("articles", "query", i) if isinstance(query, list) else ("articles", "query")
-        taken = {art.slug for art in chosen} | ({featured.slug} if featured else set())
-        chosen.extend(run_query(a, at, q, exclude=taken))
-    return chosen
+def template_problem(project_dir: Path, name: str) -> tuple[str, str] | None:
+    """(message, hint) when templates/<name>/ has no entry file."""
+    templates = project_dir / "templates"
+    if (templates / name / TEMPLATE_ENTRY).is_file():
+        return None
+    available = sorted(
+        p.name for p in templates.glob("*") if p.is_dir() and (p / TEMPLATE_ENTRY).is_file()
+    ) if templates.is_dir() else []
+    if (templates / name).is_dir():
+        return (f"template {name!r} has no {TEMPLATE_ENTRY}",
+                f"add templates/{name}/{TEMPLATE_ENTRY} (the Jinja2 MJML entry file)")
+    hint = suggest(name, available) or (
+        f"available: {', '.join(available)}" if available else f"create templates/{name}/{TEMPLATE_ENTRY}"
+    )
+    return f"unknown template {name!r}", hint
 
 
-def _variants(
-    a: Analysis, segments: Any, known_segments: KnownSegments, selection: list[Article], featured: Article | None, *,
-    defaults: tuple[str, str, str], send_at: datetime | None, window: str | None,
-    zone_info: ZoneInfo | None, zone: str, locales: tuple[str, ...],
-) -> list[VariantSpec]:
-    default_window = window
-    if segments is None:
-        return []
-    if not isinstance(segments, dict):
-        a.error(("segments",), "segments must be a mapping of segment name: overrides",
-                "e.g. segments: {scotland: {send_at: 2026-12-03T07:30}}")
-        return []
-    known = known_segments.names
-    a.problems.extend(known_segments.problems)
-    subject, preheader, intro = defaults
-    variants: list[VariantSpec] = []
-    reached: set[str] = set()
-    for name, overrides in segments.items():
+class _Resolver:
+    """The second pass: checks across values, and the variants they resolve to."""
+
+    def __init__(self, doc: YamlDocument, checked: Validated[ManifestFile], settings: Settings,
+                 articles: dict[str, Article], known: KnownSegments) -> None:
+        self.doc = doc
+        self.checked = checked
+        self.settings = settings
+        self.articles = articles
+        self.known = known
+        self.broken: set[str] = set()  # slugs whose files exist but failed to load
+        self.problems: list[Problem] = []
+        self.other_files: list[Problem] = list(known.problems)
+
+    def error(self, at: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(at, message, hint=hint, key=key))
+
+    def warn(self, at: PathKey, message: str, hint: str | None = None) -> None:
+        self.problems.append(self.doc.problem(at, message, hint=hint, severity="warning"))
+
+    # ------------------------------------------------------------ values
+
+    def zone_name(self, plan: ManifestFile) -> str | None:
+        """The manifest's zone (default: the setting); None when it is unknown (reported)."""
+        if self.checked.has_problem(("timezone",)):
+            return None
+        name = plan.timezone or self.settings.timezone
+        try:
+            zone(name)
+        except ScheduleError:
+            self.error(("timezone",), f"unknown time zone {name!r} (the timezone setting)",
+                       "fix NEWSLETTER_TIMEZONE / timezone in pyproject.toml, or give timezone: here")
+            return None
+        return name
+
+    def send_time(self, at: PathKey, value: datetime | None, zone_name: str | None) -> datetime | None:
+        """A send_at as an instant in the manifest's zone; local times that do not exist or happen
+        twice are problems."""
+        if value is None or zone_name is None:
+            return None
+        try:
+            instant = parse_send_time(value, zone_name, label="send_at", hint=MANIFEST_TIME_HINT)
+        except ScheduleError as exc:
+            self.error(at, exc.message, exc.hint)
+            return None
+        return instant.astimezone(ZoneInfo(zone_name))
+
+    def fits(self, at: PathKey, window: SendWindow | None, when: datetime | None, zone_name: str | None) -> None:
+        if window is None or when is None or zone_name is None or window.contains(when, zone_name):
+            return
+        self.error(at, f"send time {when:%Y-%m-%d %H:%M} is outside the send window {window}",
+                   "move send_at inside the window, or widen the window")
+
+    def locales(self, at: PathKey, given: ManifestFile | SegmentOverrides, default: tuple[str, ...]) -> tuple[str, ...]:
+        """`locale: cy` (one language) or `bilingual: [cy, en-GB]` (two, the first leads); else default."""
+        raw = self.doc.data
+        for part in at:
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and "locale" in raw and "bilingual" in raw:
+            self.error((*at, "bilingual"), "give either locale or bilingual, not both", key=True)
+            return default
+        if given.bilingual is not None:
+            return given.bilingual
+        return (given.locale,) if given.locale is not None else default
+
+    def article(self, at: PathKey, slug: str) -> Article | None:
+        article = self.articles.get(slug)
+        if article is None and slug in self.broken:
+            self.error(at, f"article {slug!r} could not be loaded", "fix the problems reported in its file")
+        elif article is None:
+            hint = suggest(slug, tuple(self.articles)) or "run `newsletter articles list` to see the slugs"
+            self.error(at, f"unknown article {slug!r}", hint)
+        return article
+
+    def article_list(self, at: PathKey, slugs: tuple[str, ...], name: str) -> list[tuple[PathKey, Article]]:
+        found: list[tuple[PathKey, Article]] = []
+        seen: dict[str, PathKey] = {}
+        for i, slug in enumerate(slugs):
+            where = (*at, i)
+            article = self.article(where, slug)
+            if article is None:
+                continue
+            if article.slug in seen:
+                line = self.doc.where(seen[article.slug])[0]
+                self.error(where, f"duplicate article {article.slug!r} in {name} (already on line {line})",
+                           "list each article once")
+                continue
+            seen[article.slug] = where
+            found.append((where, article))
+        return found
+
+    def run_query(self, at: PathKey, query: Query, *, exclude: set[str]) -> list[Article]:
+        """Query results newest first, without `exclude`, at most `max` of them."""
+        found = filter_articles(self.articles, tags=list(query.tags), since=query.since,
+                                regions=list(query.regions))
+        found = [art for art in found if art.slug not in exclude]
+        if not found and not self.checked.has_problem(at):
+            self.warn(at, "this query adds no articles", "loosen the tags, regions or since date")
+        return found[: query.max] if query.max else found
+
+    # ------------------------------------------------------------ the edition
+
+    def selection(self, choice: ArticleChoice, featured: Article | None) -> list[Article]:
+        """Explicit slugs in order, then query results newest first; no duplicates, featured excluded."""
+        raw = self.doc.data.get("articles")
+        if isinstance(raw, list):  # shorthand: `articles: [slug, ...]`
+            explicit = self.article_list(("articles",), choice.slugs, "articles")
+        else:
+            explicit = self.article_list(("articles", "slugs"), choice.slugs, "articles.slugs")
+        chosen = [art for _, art in explicit if featured is None or art.slug != featured.slug]
+        several = isinstance(raw, dict) and isinstance(raw.get("query"), list)
+        for i, query in enumerate(choice.query):
+            at: PathKey = ("articles", "query", i) if several else ("articles", "query")
+            if self.checked.has_problem(at):
+                continue  # what it would select is unknown; its problems are reported
+            taken = {art.slug for art in chosen} | ({featured.slug} if featured else set())
+            chosen.extend(self.run_query(at, query, exclude=taken))
+        return chosen
+
+    def variants(self, plan: ManifestFile) -> list[VariantSpec]:
+        if not self.checked.has_problem(("template",)):
+            bad_template = template_problem(self.settings.project_dir, plan.template)
+            if bad_template:
+                self.error(("template",), *bad_template)
+        zone_name = self.zone_name(plan)
+        send_at = self.send_time(("send_at",), plan.send_at, zone_name)
+        self.fits(("window",), plan.window, send_at, zone_name)
+        featured = self.article(("featured",), plan.featured) if plan.featured is not None else None
+        selection = self.selection(plan.articles, featured)
+        raw_segments = self.doc.data.get("segments")
+        if raw_segments == {}:
+            self.error(("segments",), "no segments: nobody would receive this edition",
+                       "add at least one segment, e.g. segments: {london: {}}")
+        locales = self.locales((), plan, (DEFAULT_LOCALE,))
+        variants = [self.variant(name, seg, plan, selection, featured, send_at, zone_name, locales)
+                    for name, seg in plan.segments.items()]
+        reached = {art.slug for v in variants for art in ((v.featured,) if v.featured else ()) + v.articles}
+        for art in ([featured] if featured else []) + selection:
+            if variants and art.slug not in reached:
+                self.error(self.where_selected(art.slug), f"article {art.slug!r} is omitted by every segment",
+                           "remove it from the edition's articles, or stop omitting it somewhere")
+        return variants
+
+    def variant(self, name: str, seg: SegmentOverrides, plan: ManifestFile, selection: list[Article],
+                featured: Article | None, send_at: datetime | None, zone_name: str | None,
+                locales: tuple[str, ...]) -> VariantSpec:
         at: PathKey = ("segments", name)
-        name = str(name)
+        known = self.known.names
         if known is not None and name not in known:
-            a.error(at, f"segment {name!r} is not defined in subscribers/segments.yaml",
-                    suggest(name, known) or "add it to subscribers/segments.yaml or remove it here",
-                    key=True)
-        overrides = overrides if overrides is not None else {}
-        if not isinstance(overrides, dict):
-            a.error(at, f"segment {name!r} must be a mapping of overrides (or empty)")
-            continue
-        a.fields(at, overrides, SEGMENT_FIELDS, f"segment {name!r}")
-        region = segment_region(a, at, name, overrides)
-        omit = a.slug_list((*at, "omit"), overrides.get("omit"), f"segments.{name}.omit")
-        add = a.slug_list((*at, "add"), overrides.get("add"), f"segments.{name}.add")
+            self.error(at, f"segment {name!r} is not defined in subscribers/segments.yaml",
+                       suggest(name, known) or "add it to subscribers/segments.yaml or remove it here", key=True)
+        region = seg.region if "region" in seg.model_fields_set else normalise_region(name)
+        omit = self.article_list((*at, "omit"), seg.omit, f"segments.{name}.omit")
+        add = self.article_list((*at, "add"), seg.add, f"segments.{name}.add")
         selected = {art.slug for art in selection} | ({featured.slug} if featured else set())
+        # with problems in the edition's articles, what it selects is not known in full
+        incomplete = any(self.checked.has_problem(p) for p in (("articles",), ("featured",), (*at, "add")))
         for where, art in omit:
-            if art.slug not in selected:
-                a.error(where, f"segment {name!r} omits {art.slug!r}, which the edition does not include",
-                        "remove it from omit")
+            if art.slug not in selected and not incomplete:
+                self.error(where, f"segment {name!r} omits {art.slug!r}, which the edition does not include",
+                           "remove it from omit")
         for where, art in add:
             if art.slug in selected:
-                a.error(where, f"duplicate article: {art.slug!r} is already in the edition",
-                        f"remove it from segments.{name}.add")
+                self.error(where, f"duplicate article: {art.slug!r} is already in the edition",
+                           f"remove it from segments.{name}.add")
         omitted = {art.slug for _, art in omit}
         chosen = [art for art in selection if art.slug not in omitted]
         chosen += [art for _, art in add if art.slug not in selected]
         seg_featured = featured if featured and featured.slug not in omitted else None
-        if seg_featured is None and not chosen:
-            a.error(at, f"segment {name!r} has no articles", "add articles or omit fewer", key=True)
-        reached.update(art.slug for art in chosen)
-        if seg_featured:
-            reached.add(seg_featured.slug)
-        when = a.send_at((*at, "send_at"), overrides["send_at"], zone_info) \
-            if overrides.get("send_at") is not None else send_at
-        variants.append(VariantSpec(
+        if seg_featured is None and not chosen and not incomplete:
+            self.error(at, f"segment {name!r} has no articles", "add articles or omit fewer", key=True)
+        if seg.send_at is not None:
+            when = self.send_time((*at, "send_at"), seg.send_at, zone_name)
+        else:
+            when = None if self.checked.has_problem((*at, "send_at")) else send_at
+        # the segment's own window, else the edition's (checked again against the segment's own time)
+        if "window" in seg.model_fields_set or self.checked.has_problem((*at, "window")):
+            window = seg.window
+            self.fits((*at, "window"), window, when, zone_name)
+        else:
+            window = plan.window
+            if seg.send_at is not None:
+                self.fits((*at, "send_at"), window, when, zone_name)
+        return VariantSpec(
             segment=name,
-            subject=a.text((*at, "subject"), overrides.get("subject"), "subject", required="subject" in overrides) or subject,
-            preheader=a.text((*at, "preheader"), overrides.get("preheader"), "preheader") or preheader,
-            intro_markdown=a.text((*at, "intro"), overrides.get("intro"), "intro") or intro,
+            subject=seg.subject or plan.subject,
+            preheader=seg.preheader or plan.preheader,
+            intro_markdown=seg.intro or plan.intro,
             featured=seg_featured,
             articles=tuple(regional_order(chosen, region)),
             region=region,
             send_at=when,
-            zone=zone,
-            window=_segment_window(a, at, overrides, default_window, when, zone),
-            locales=_locales(a, at, overrides, locales),
-        ))
-    if not segments:
-        a.error(("segments",), "no segments: nobody would receive this edition",
-                "add at least one segment, e.g. segments: {london: {}}")
-    for art in ([featured] if featured else []) + selection:
-        if variants and art.slug not in reached:
-            a.error(_where_selected(a, art.slug), f"article {art.slug!r} is omitted by every segment",
-                    "remove it from the edition's articles, or stop omitting it somewhere")
-    return variants
+            zone=zone_name or plan.timezone or self.settings.timezone,
+            window=str(window) if window else None,
+            locales=self.locales(at, seg, locales),
+        )
 
-
-def _segment_window(a: Analysis, at: PathKey, overrides: dict[str, Any], default: str | None,
-                    when: datetime | None, zone: str) -> str | None:
-    """The segment's own window, else the edition's (checked again when the segment has its own
-    send time)."""
-    if "window" in overrides:
-        return a.window((*at, "window"), overrides["window"], when, zone)
-    if default and "send_at" in overrides:
-        return a.window((*at, "send_at"), default, when, zone)
-    return default
-
-
-def _locales(a: Analysis, at: PathKey, mapping: dict[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
-    """`locale: cy` (one language) or `bilingual: [cy, en-GB]` (two, the first leads); else default."""
-    if "locale" in mapping and "bilingual" in mapping:
-        a.error((*at, "bilingual"), "give either locale or bilingual, not both", key=True)
-        return default
-    if "bilingual" in mapping:
-        value = mapping["bilingual"]
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
-                and value[0] != value[1]):
-            a.error((*at, "bilingual"), f"bilingual must list two different languages, not {value!r}",
-                    "e.g. bilingual: [cy, en-GB] (Welsh first)")
-            return default
-        codes = tuple(value)
-    elif "locale" in mapping:
-        codes = (mapping["locale"],)
-    else:
-        return default
-    field = "bilingual" if "bilingual" in mapping else "locale"
-    for i, code in enumerate(codes):
-        if not isinstance(code, str) or not LOCALE_RE.match(code):
-            where = (*at, field, i) if field == "bilingual" else (*at, field)
-            a.error(where, f"unknown locale {code!r}", f"use a language tag such as {DEFAULT_LOCALE} or cy")
-            return default
-    return codes
-
-
-def _where_selected(a: Analysis, slug: str) -> PathKey:
-    data = a.doc.data
-    if data.get("featured") == slug:
-        return ("featured",)
-    arts = data.get("articles")
-    slugs = arts if isinstance(arts, list) else arts.get("slugs") if isinstance(arts, dict) else None
-    if isinstance(slugs, list) and slug in slugs:
-        base = ("articles",) if isinstance(arts, list) else ("articles", "slugs")
-        return (*base, slugs.index(slug))
-    return ("articles",)
+    def where_selected(self, slug: str) -> PathKey:
+        data = self.doc.data
+        if data.get("featured") == slug:
+            return ("featured",)
+        arts = data.get("articles")
+        slugs = arts if isinstance(arts, list) else arts.get("slugs") if isinstance(arts, dict) else None
+        if isinstance(slugs, list) and slug in slugs:
+            base = ("articles",) if isinstance(arts, list) else ("articles", "slugs")
+            return (*base, slugs.index(slug))
+        return ("articles",)
 
 
 def regional_order(articles: list[Article], region: str | None) -> list[Article]:
@@ -342,4 +389,3 @@ def regional_order(articles: list[Article], region: str | None) -> list[Article]
         return 1 if not article.regions else 2
 
     return sorted(articles, key=rank)
-

@@ -1,4 +1,4 @@
-"""Send times: parse `--at` / manifest `send_at` values into zone-aware instants, DST-correctly.
+"""Send times: read `--at` / manifest `send_at` values into zone-aware instants, DST-correctly.
 
 Rules (default zone: settings.timezone, Europe/London):
 - a value with an offset (`2026-12-03T08:00+00:00`, `...Z`) is taken as is;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ScheduleError
@@ -75,34 +75,46 @@ def _offset(instant: datetime) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def parse_send_time(value: str | datetime, zone_name: str) -> datetime:
-    """The UTC instant meant by text or a datetime (naive values are local to `zone_name`).
+AT_HINT = "write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00"
+
+
+def read_send_time(value: str | date | datetime, *, label: str = "--at", hint: str = AT_HINT) -> datetime:
+    """The date-time written: naive (a local wall time, zone not yet applied) or with its offset.
+    A date without a time, or a time without a date, is refused: a send needs both. `label` and
+    `hint` word the message for where the value came from (a manifest's send_at, `--at`)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        raise ScheduleError(f"{label} {value.isoformat()} has no time of day", hint=hint)
+    text = value.strip()
+    if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
+        raise ScheduleError(f"{label} {value!r} has no date", hint=hint)
+    try:
+        date.fromisoformat(text)  # 2026-12-03, 20261203, 2026-W49-4: Python would read midnight
+    except ValueError:
+        pass
+    else:
+        raise ScheduleError(f"{label} {value!r} has no time of day", hint=hint)
+    try:
+        if not re.search(r"\d[T ]\d", text):
+            raise ValueError(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ScheduleError(f"bad {label} time {value!r}", hint=hint) from None
+
+
+def parse_send_time(
+    value: str | date | datetime, zone_name: str, *, label: str = "--at", hint: str = AT_HINT,
+) -> datetime:
+    """The UTC instant meant by text or a datetime (naive values are local to `zone_name`, with
+    the daylight-saving rules of `localise`). The one parser of send times: manifests, `schedule
+    --at` and `schedule move` all come here.
 
     UTC rather than local: Python never compares a fold=1 local time equal to another zone's."""
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        text = value.strip()
-        if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
-            raise ScheduleError(
-                f"send time {value!r} has no date",
-                hint="write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00",
-            )
-        if not re.search(r"\d[T ]\d", text):
-            raise ScheduleError(
-                f"send time {value!r} has no time of day",
-                hint="write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00",
-            )
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise ScheduleError(
-                f"cannot read send time {value!r}",
-                hint="write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00",
-            ) from None
+    parsed = read_send_time(value, label=label, hint=hint)
     zone(zone_name)
-    if parsed.tzinfo is None:
-        parsed = localise(parsed, zone_name)
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        parsed = localise(parsed.replace(tzinfo=None), zone_name)
     return parsed.astimezone(UTC)
 
 
@@ -133,7 +145,8 @@ class SendWindow:
             )
         h1, m1, h2, m2 = (int(g) for g in match.groups())
         if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
-            raise ScheduleError(f"send window {text!r} has an invalid time")
+            raise ScheduleError(f"send window {text!r} has an invalid time",
+                                hint="hours 00-24 and minutes 00-59, e.g. 07:00-20:00")
         start = time(h1, m1)
         end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
         if start >= end:

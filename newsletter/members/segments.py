@@ -1,73 +1,24 @@
-"""Segments: named rule trees over subscribers, loaded from `subscribers/segments.yaml`.
-
-    priority: [scotland, wales, ...]      # first match wins: one variant per member
-    segments:
-      london:
-        description: Members in London
-        rule: {region: london}
-      associates:
-        rule:
-          all:
-            - member_type: associate
-            - not: {attributes: {newsletter: "off"}}
-
-Rule nodes (a mapping with several keys means `all` of them):
-  all: [rule, ...]   any: [rule, ...]   not: rule
-  region: slug-or-alias | [..]          member_type: value | [..]
-  organisation: name | [..]  (case-insensitive)
-  attributes: {key: value | [..], ...}  (JSON attribute equals / is one of; compared as text)
-  joined_before: YYYY-MM-DD  (joined before that day, UTC)
-  joined_after: YYYY-MM-DD   (joined after that day, UTC)
-
-Every rule compiles to a SQLAlchemy boolean expression (no SQL text from users), so a segment is
-one SQL query on SQLite and PostgreSQL alike. Clauses are two-valued (never NULL), so `not` and the
-priority exclusions behave as a reader expects for members with blank fields.
+"""Segments: named rule trees over subscribers, loaded from `subscribers/segments.yaml`
+(its format: segments_file.py; the rules' SQL: segment_rules.py), and the queries that use them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, false, func, not_, or_, select, true
+from sqlalchemy import and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from newsletter.content import KnownSegments, PathKey, YamlDocument, load_yaml
+from newsletter.content import KnownSegments, YamlDocument, load_yaml, validate_yaml
 from newsletter.errors import NotFound, Problem, ProblemsError, SegmentError
+from newsletter.members.segment_rules import Rule, compile_rule
+from newsletter.members.segments_file import SegmentsFile
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
-from newsletter.regions import REGION_SLUGS, normalise_region
-
-LEAF_KEYS = ("region", "member_type", "organisation", "attributes", "joined_before", "joined_after")
-TREE_KEYS = ("all", "any", "not")
-ALL_KEYS = TREE_KEYS + LEAF_KEYS
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One node of a rule tree. `op` is a tree key or a leaf key; leaves carry `values`."""
-
-    op: str
-    children: tuple[Rule, ...] = ()
-    values: tuple[Any, ...] = ()
-    attribute: str | None = None  # for op == "attributes"
-
-    def summary(self) -> str:
-        if self.op in ("all", "any"):
-            joiner = " and " if self.op == "all" else " or "
-            parts = [c.summary() for c in self.children]
-            text = joiner.join(f"({p})" if " and " in p or " or " in p else p for p in parts)
-            return text or ("everyone" if self.op == "all" else "no one")
-        if self.op == "not":
-            return f"not ({self.children[0].summary()})"
-        name = f"attributes.{self.attribute}" if self.op == "attributes" else self.op
-        if self.op in ("joined_before", "joined_after"):
-            return f"{self.op} {self.values[0]}"
-        shown = ", ".join(str(v) for v in self.values)
-        return f"{name} = {shown}" if len(self.values) == 1 else f"{name} in [{shown}]"
 
 
 @dataclass(frozen=True)
@@ -132,198 +83,34 @@ class SegmentSet:
         return and_(clause, *(not_(self.rule_clause(n)) for n in competitors))
 
 
-# ---------------------------------------------------------------- compiling to SQL
-
-
-def _eq_any(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-    """Two-valued `column = v` / `column IN (...)`: false (not NULL) when the column is NULL."""
-    test = column == values[0] if len(values) == 1 else column.in_(list(values))
-    return and_(column.is_not(None), test)
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def compile_rule(rule: Rule) -> ColumnElement[bool]:
-    op = rule.op
-    if op == "all":
-        return and_(true(), *(compile_rule(c) for c in rule.children))
-    if op == "any":
-        return or_(false(), *(compile_rule(c) for c in rule.children))
-    if op == "not":
-        return not_(compile_rule(rule.children[0]))
-    if op == "region":
-        return _eq_any(Subscriber.region, rule.values)
-    if op == "member_type":
-        return _eq_any(Subscriber.member_type, rule.values)
-    if op == "organisation":
-        return _eq_any(func.lower(Subscriber.organisation), [str(v).lower() for v in rule.values])
-    if op == "attributes":
-        # Attributes are stored as text (imports, --attr), so rules compare text on both backends.
-        return _eq_any(Subscriber.attributes[rule.attribute].as_string(), rule.values)
-    if op == "joined_before":
-        return Subscriber.joined_at < _day_start(rule.values[0])
-    if op == "joined_after":
-        return Subscriber.joined_at >= _day_start(rule.values[0] + timedelta(days=1))
-    raise ValueError(f"unknown rule op {op!r}")  # parse_rule never produces one
-
-
-# ---------------------------------------------------------------- parsing
-
-
-class _Parser:
-    def __init__(self, doc: YamlDocument) -> None:
-        self.doc = doc
-        self.problems: list[Problem] = []
-
-    def error(self, path: PathKey, message: str, hint: str | None = None, *, key: bool = False) -> None:
-        self.problems.append(self.doc.problem(path, message, hint=hint, key=key))
-
-    def rule(self, node: Any, path: PathKey) -> Rule | None:
-        if not isinstance(node, dict) or not node:
-            self.error(path, "a rule must be a mapping such as {region: london}",
-                       f"use one of: {', '.join(ALL_KEYS)}")
-            return None
-        parts: list[Rule] = []
-        for key, value in node.items():
-            sub = self.node(str(key), value, (*path, key))
-            if sub is not None:
-                parts.append(sub)
-        if len(parts) != len(node):
-            return None
-        return parts[0] if len(parts) == 1 else Rule("all", tuple(parts))
-
-    def node(self, key: str, value: Any, path: PathKey) -> Rule | None:
-        if key in ("all", "any"):
-            if not isinstance(value, list) or not value:
-                self.error(path, f"'{key}' needs a non-empty list of rules")
-                return None
-            children = [self.rule(item, (*path, i)) for i, item in enumerate(value)]
-            if any(c is None for c in children):
-                return None
-            return Rule(key, tuple(c for c in children if c is not None))
-        if key == "not":
-            child = self.rule(value, path)
-            return Rule("not", (child,)) if child is not None else None
-        if key == "region":
-            return self.region(value, path)
-        if key in ("member_type", "organisation"):
-            values = self.scalars(value, path, key, kinds=(str,))
-            if key == "member_type":  # stored lower-cased (see subscribers.member_type_value)
-                values = [" ".join(str(v).split()).lower() for v in values]
-            return Rule(key, values=tuple(str(v).strip() for v in values)) if values else None
-        if key == "attributes":
-            return self.attributes(value, path)
-        if key in ("joined_before", "joined_after"):
-            day = self.day(value, path, key)
-            return Rule(key, values=(day,)) if day else None
-        self.error(path, f"unknown rule key {key!r}", f"use one of: {', '.join(ALL_KEYS)}", key=True)
-        return None
-
-    def scalars(self, value: Any, path: PathKey, key: str, kinds: tuple[type, ...]) -> list[Any]:
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            self.error(path, f"'{key}' needs a value or a non-empty list of values")
-            return []
-        ok: list[Any] = []
-        for i, item in enumerate(items):
-            where = (*path, i) if isinstance(value, list) else path
-            if isinstance(item, kinds) and not isinstance(item, dict | list) and str(item).strip():
-                ok.append(item)
-            else:
-                self.error(where, f"'{key}' values must be plain text, got {item!r}")
-        return ok if len(ok) == len(items) else []
-
-    def region(self, value: Any, path: PathKey) -> Rule | None:
-        before = len(self.problems)
-        values = self.scalars(value, path, "region", kinds=(str,))
-        slugs: list[str] = []
-        for i, text in enumerate(values):
-            slug = normalise_region(text)
-            if slug is None:
-                where = (*path, i) if isinstance(value, list) else path
-                self.error(where, f"unknown region {text!r}", f"use one of: {', '.join(REGION_SLUGS)}")
-            elif slug not in slugs:
-                slugs.append(slug)
-        return Rule("region", values=tuple(slugs)) if slugs and len(self.problems) == before else None
-
-    def attributes(self, value: Any, path: PathKey) -> Rule | None:
-        if not isinstance(value, dict) or not value:
-            self.error(path, "'attributes' needs a mapping such as {committee: digital}")
-            return None
-        parts: list[Rule] = []
-        for name, wanted in value.items():
-            sub_path = (*path, name)
-            values = self.scalars(wanted, sub_path, f"attributes.{name}", kinds=(str, int, float, bool))
-            if not values:
-                continue
-            texts = tuple(("true" if v else "false") if isinstance(v, bool) else str(v).strip()
-                          for v in values)
-            parts.append(Rule("attributes", values=texts, attribute=str(name)))
-        if len(parts) != len(value):
-            return None
-        return parts[0] if len(parts) == 1 else Rule("all", tuple(parts))
-
-    def day(self, value: Any, path: PathKey, key: str) -> date | None:
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
-        try:
-            return date.fromisoformat(str(value).strip())
-        except ValueError:
-            self.error(path, f"'{key}' needs a date like 2024-01-31, got {value!r}")
-            return None
+# ---------------------------------------------------------------- reading the file
 
 
 def parse_segments(doc: YamlDocument, path: Path) -> SegmentSet:
-    parser = _Parser(doc)
-    parser.problems.extend(doc.duplicate_keys)
-    data = doc.data
-    segments: dict[str, Segment] = {}
-    priority: list[str] = []
-    if not isinstance(data, dict):
-        parser.error((), "segments file must be a mapping with 'segments:' (and optional 'priority:')")
-        raise SegmentError(parser.problems)
-    for key in data:
-        if key not in ("segments", "priority"):
-            parser.error((key,), f"unknown top-level key {key!r}", "use 'segments' and 'priority'", key=True)
-    raw = data.get("segments")
-    if not isinstance(raw, dict) or not raw:
-        parser.error(("segments",), "'segments' must be a mapping of segment names to definitions")
-        raw = {}
-    for name, body in raw.items():
-        seg_path: PathKey = ("segments", name)
-        line, col = doc.where(seg_path, key=True)
-        if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
-            parser.error(seg_path, f"segment name {name!r} must be one word (e.g. 'north-east')", key=True)
+    """The segments of a loaded file; raises SegmentError listing every problem (file:line:col)."""
+    checked = validate_yaml(doc, SegmentsFile)
+    problems = [*doc.duplicate_keys, *checked.problems]
+    data = doc.data if isinstance(doc.data, dict) else {}
+    defined = data.get("segments") if isinstance(data.get("segments"), dict) else {}
+    listed = data.get("priority") if isinstance(data.get("priority"), list) else []
+    seen: set[str] = set()
+    for i, name in enumerate(listed):
+        if checked.has_problem(("priority", i)):
             continue
-        if not isinstance(body, dict) or "rule" not in body:
-            parser.error(seg_path, f"segment {name!r} needs a 'rule:'")
-            continue
-        for extra in body:
-            if extra not in ("rule", "description"):
-                parser.error((*seg_path, extra), f"unknown key {extra!r} in segment {name!r}",
-                             "use 'rule' and 'description'", key=True)
-        rule = parser.rule(body["rule"], (*seg_path, "rule"))
-        if rule is not None:
-            segments[name] = Segment(name, rule, str(body.get("description") or ""), line, col)
-    raw_priority = data.get("priority", [])
-    if not isinstance(raw_priority, list):
-        parser.error(("priority",), "'priority' must be a list of segment names")
-        raw_priority = []
-    for i, name in enumerate(raw_priority):
-        if name in priority:
-            parser.error(("priority", i), f"segment {name!r} is listed twice in priority")
-        elif not isinstance(name, str) or name not in raw:
-            parser.error(("priority", i), f"priority names unknown segment {name!r}",
-                         "list names defined under 'segments'")
-        else:
-            priority.append(name)
-    if parser.problems:
-        raise SegmentError(parser.problems)
-    return SegmentSet(path, segments, tuple(n for n in priority if n in segments))
+        if str(name) in seen:
+            problems.append(doc.problem(("priority", i), f"segment {name!r} is listed twice in priority"))
+        elif str(name) not in defined:
+            problems.append(doc.problem(("priority", i), f"priority names unknown segment {name!r}",
+                                        hint="list names defined under 'segments'"))
+        seen.add(str(name))
+    model = checked.value
+    if problems or model is None:
+        raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)))
+    segments = {}
+    for name, definition in model.segments.items():
+        line, col = doc.where(("segments", name), key=True)
+        segments[name] = Segment(name, definition.rule.to_rule(), definition.description or "", line, col)
+    return SegmentSet(path, segments, tuple(n for n in model.priority if n in segments))
 
 
 def load_segments(path: Path) -> SegmentSet:
