@@ -144,7 +144,16 @@ class Settings(BaseModel):
     @classmethod
     def _sendgrid_host_is_https(cls, value: str) -> str:
         """The API key travels in a header: only https://, or http:// to this machine (stubs, the mock)."""
-        parts = urlsplit(value.strip())
+        try:
+            parts = urlsplit(value.strip())
+            port = parts.port  # urllib raises ValueError for a port that is not 0-65535
+        except ValueError:
+            port = 0
+        if port == 0 or value.strip().partition("//")[2].split("/")[0].endswith(":"):
+            raise ValueError(
+                f"sendgrid_host (SENDGRID_HOST) has a bad port or address in {value.strip()!r}: a port is a number "
+                "from 1 to 65535, e.g. https://api.sendgrid.com or http://127.0.0.1:4010"
+            )
         if parts.scheme == "https" and parts.hostname:
             return value
         if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
@@ -228,7 +237,8 @@ def load_settings(project_dir: Path | None = None, *, near: Path | None = None, 
         return Settings(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ConfigError(
             f"invalid setting: {problems}",

@@ -180,6 +180,16 @@ def _refuse_foreign_target(out: Path) -> None:
                          hint="choose a new or empty directory for --out")
 
 
+def _refuse_unsafe_names(edition: Edition) -> None:
+    """A variant's files are DIR/<segment>.html/.txt/.eml. Manifests only allow slugs as segment
+    names; this refuses anything else again, so no name can make a build write outside DIR."""
+    for spec in edition.variants:
+        name = spec.segment
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0") or Path(name).name != name:
+            raise InputError(f"segment name {name!r} would write outside the build directory",
+                             hint="segment names are slugs: lower-case letters, digits and hyphens")
+
+
 @contextmanager
 def _build_lock(out: Path) -> Iterator[None]:
     """One builder of DIR at a time (other processes wait here)."""
@@ -281,6 +291,7 @@ def build_from_edition(
     """Render, gate and write every variant of a loaded edition (see the module docstring). With
     reuse, an intact build of the same inputs already in out_dir is returned as it is. Raises
     BuildGateFailed (a GateFailed) after writing everything when any variant fails a gate."""
+    _refuse_unsafe_names(edition)
     template = load_template(settings, edition.template)
     out = Path(out_dir) if out_dir else settings.project_dir / "build" / edition.id
     _refuse_foreign_target(out)
