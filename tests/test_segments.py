@@ -217,3 +217,44 @@ def test_segment_names_are_slugs_and_wrong_values_are_named(tmp_path: Path) -> N
     assert (5, 25, "'member_type' values must be plain text, got 5", None) in found
     assert (6, 5, "unknown field 'descripton' in segment 'ok'", "did you mean 'description'?") in found
     assert any(line == 5 and message.startswith("'attributes.committee' needs a value") for line, _, message, _ in found)
+
+
+def test_text_rules_ignore_case_and_contains_matches_part_of_a_value(db: Database, tmp_path: Path) -> None:
+    with db.write_session() as session:
+        for email, role, org in (("h1@example.org", "Head of IT", "Fife Council"),
+                                 ("h2@example.org", " head of it ", "Perth & Kinross Council"),
+                                 ("h3@example.org", "Deputy Head of IT Services", "NHS Fife"),
+                                 ("x@example.org", "Analyst", "Fife 100% Digital"),
+                                 ("y@example.org", None, None)):
+            session.add(Subscriber(email=email, email_key=email, organisation=org,
+                                   attributes={"role": role} if role else {}))
+    path = write(tmp_path, """segments:
+  heads-of-it:
+    rule: {attributes: {role: head of it}}
+  it-leaders:
+    rule: {attributes: {role: {contains: [head of, director]}}}
+  fife:
+    rule: {organisation: {contains: FIFE}}
+  councils:
+    rule: {organisation: [fife council, "PERTH & KINROSS COUNCIL"]}
+  percent:
+    rule: {organisation: {contains: "100%"}}
+""")
+    seg = load_segments(path)
+    assert emails(db, seg.rule_clause("heads-of-it")) == {"h1@example.org", "h2@example.org"}
+    assert emails(db, seg.rule_clause("it-leaders")) == {"h1@example.org", "h2@example.org", "h3@example.org"}
+    assert emails(db, seg.rule_clause("fife")) == {"h1@example.org", "h3@example.org", "x@example.org"}
+    assert emails(db, seg.rule_clause("councils")) == {"h1@example.org", "h2@example.org"}
+    assert emails(db, seg.rule_clause("percent")) == {"x@example.org"}  # % is a character, not a wildcard
+    assert seg.summary("it-leaders") == "attributes.role contains any of [head of, director]"
+    assert seg.summary("fife") == "organisation contains FIFE"
+
+
+def test_a_bad_contains_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "segments:\n  x:\n    rule: {attributes: {role: {contains: []}}}\n"
+                           "  y:\n    rule: {attributes: {role: {startswith: a}}}\n")
+    with pytest.raises(SegmentError) as exc:
+        load_segments(path)
+    messages = [(p.line, p.message) for p in exc.value.problems]
+    assert (3, "'attributes.role' needs a value or a non-empty list of values") in messages
+    assert (5, "'attributes.role' needs a value, a list of values or {contains: text}") in messages

@@ -28,7 +28,7 @@ class Rule:
     op: str
     children: tuple[Rule, ...] = ()
     values: tuple[Any, ...] = ()
-    attribute: str | None = None  # for op == "attributes"
+    attribute: str | None = None  # for the attribute ops
 
     def summary(self) -> str:
         if self.op in ("all", "any"):
@@ -38,10 +38,13 @@ class Rule:
             return text or ("everyone" if self.op == "all" else "no one")
         if self.op == "not":
             return f"not ({self.children[0].summary()})"
-        name = f"attributes.{self.attribute}" if self.op == "attributes" else self.op
+        field, _, how = self.op.partition(":")
+        name = f"attributes.{self.attribute}" if field == "attributes" else field
         if self.op in ("joined_before", "joined_after"):
             return f"{self.op} {self.values[0]}"
         shown = ", ".join(str(v) for v in self.values)
+        if how == "contains":
+            return f"{name} contains {shown}" if len(self.values) == 1 else f"{name} contains any of [{shown}]"
         return f"{name} = {shown}" if len(self.values) == 1 else f"{name} in [{shown}]"
 
 
@@ -53,6 +56,16 @@ def _eq_any(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _text_match(column: ColumnElement[str], values: Sequence[str], how: str) -> ColumnElement[bool]:
+    """Text compared ignoring case (and surrounding spaces): equal to one of `values`, or, with
+    how == "contains", containing one of them (LIKE wildcards in a value are taken literally)."""
+    folded = func.lower(func.trim(column))
+    if how == "contains":
+        return and_(column.is_not(None), or_(*(folded.contains(str(v).strip().lower(), autoescape=True)
+                                                for v in values)))
+    return _eq_any(folded, [str(v).strip().lower() for v in values])
 
 
 def compile_rule(rule: Rule) -> ColumnElement[bool]:
@@ -67,11 +80,12 @@ def compile_rule(rule: Rule) -> ColumnElement[bool]:
         return _eq_any(Subscriber.region, rule.values)
     if op == "member_type":
         return _eq_any(Subscriber.member_type, rule.values)
-    if op == "organisation":
-        return _eq_any(func.lower(Subscriber.organisation), [str(v).lower() for v in rule.values])
-    if op == "attributes":
+    field, _, how = op.partition(":")
+    if field == "organisation":
+        return _text_match(Subscriber.organisation, rule.values, how)
+    if field == "attributes":
         # Attributes are stored as text (imports, --attr), so rules compare text on both backends.
-        return _eq_any(Subscriber.attributes[rule.attribute].as_string(), rule.values)
+        return _text_match(Subscriber.attributes[rule.attribute].as_string(), rule.values, how)
     if op == "joined_before":
         return Subscriber.joined_at < _day_start(rule.values[0])
     if op == "joined_after":

@@ -14,8 +14,10 @@
 Rule keys (a mapping with several keys means `all` of them):
   all: [rule, ...]   any: [rule, ...]   not: rule
   region: slug-or-alias | [..]          member_type: value | [..]
-  organisation: name | [..]  (case-insensitive)
-  attributes: {key: value | [..], ...}  (JSON attribute equals / is one of; compared as text)
+  organisation: name | [..] | {contains: text | [..]}
+  attributes: {key: value | [..] | {contains: text | [..]}, ...}
+  (organisation and attributes are compared as text, ignoring case and surrounding spaces;
+   `contains` matches a value holding any of the texts)
   joined_before: YYYY-MM-DD  (joined before that day, UTC)
   joined_after: YYYY-MM-DD   (joined after that day, UTC)
 
@@ -44,7 +46,7 @@ def _key(info: ValidationInfo) -> str:
 def _values(value: Any, name: str, *, numbers: bool = False) -> list[str]:
     """One plain value or a non-empty list of them, as text (numbers and true/false only where
     `numbers`, for attributes, which are stored as text)."""
-    items = value if isinstance(value, list) else [value]
+    items = list(value) if isinstance(value, list | tuple) else [value]
     if not items:
         raise FieldProblem(f"{name!r} needs a value or a non-empty list of values", complete=True)
     texts = []
@@ -57,17 +59,13 @@ def _values(value: Any, name: str, *, numbers: bool = False) -> list[str]:
             texts.append("")
         if not texts[-1]:
             raise FieldProblem(f"{name!r} values must be plain text, got {shown(item)}",
-                               at=(i,) if isinstance(value, list) else (), complete=True)
+                               at=(i,) if isinstance(value, list | tuple) else (), complete=True)
     return texts
 
 
 def _member_types(value: Any, info: ValidationInfo) -> tuple[str, ...]:
     # stored lower-cased with single spaces (see subscribers.member_type_value)
     return tuple(" ".join(v.split()).lower() for v in _values(value, _key(info)))
-
-
-def _organisations(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-    return tuple(_values(value, _key(info)))
 
 
 def _joined(value: Any, info: ValidationInfo) -> date:
@@ -82,24 +80,38 @@ def _joined(value: Any, info: ValidationInfo) -> date:
 
 
 MemberTypes = Annotated[tuple[str, ...], BeforeValidator(_member_types)]
-Organisations = Annotated[tuple[str, ...], BeforeValidator(_organisations)]
 JoinedDay = Annotated[date, BeforeValidator(_joined)]
 
 
-class AttributeMatch(YamlModel):
-    """One attribute's test: its value, as text, is one of `equals`. Written as the value or a
-    list of values (RuleNode checks them, naming the attribute)."""
+class TextMatch(YamlModel):
+    """A text test on the organisation or one attribute, ignoring case: the value is one of
+    `equals` (written as the value or a list of values), or contains one of `contains` (written
+    `{contains: text}` or `{contains: [texts]}`)."""
 
-    what: ClassVar[str] = "'attributes.{key}'"
+    what: ClassVar[str] = "{key!r}"
+    shape: ClassVar[str] = "needs a value, a list of values, or {contains: text}"
 
-    equals: tuple[str, ...]
+    equals: tuple[str, ...] | None = None
+    contains: tuple[str, ...] | None = None
 
     @classmethod
     def shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if len(value) != 1 or set(value) - {"equals", "contains"}:
+                raise FieldProblem("a text test is a value, a list of values, or {contains: text}",
+                                   "e.g. {contains: head of}", complete=True)
+            return dict(value)
         return {"equals": value}
 
-    def to_rule(self, attribute: str) -> Rule:
-        return Rule("attributes", values=self.equals, attribute=attribute)
+    @field_validator("equals", "contains", mode="before")
+    @classmethod
+    def _texts(cls, value: Any, info: ValidationInfo) -> Any:
+        return tuple(_values(value, info.field_name or "value", numbers=True))
+
+    def to_rule(self, field: str, attribute: str | None = None) -> Rule:
+        if self.contains is not None:
+            return Rule(f"{field}:contains", values=self.contains, attribute=attribute)
+        return Rule(field, values=self.equals or (), attribute=attribute)
 
 
 class RuleNode(YamlModel):
@@ -113,8 +125,8 @@ class RuleNode(YamlModel):
     not_: RuleNode | None = Field(None, alias="not")
     region: RegionList | None = None
     member_type: MemberTypes | None = None
-    organisation: Organisations | None = None
-    attributes: dict[str, AttributeMatch] | None = None
+    organisation: TextMatch | None = None
+    attributes: dict[str, TextMatch] | None = None
     joined_before: JoinedDay | None = None
     joined_after: JoinedDay | None = None
 
@@ -139,13 +151,16 @@ class RuleNode(YamlModel):
             raise FieldProblem("'attributes' needs a mapping such as {committee: digital}", complete=True)
         checked = {}
         for name, wanted in value.items():
-            if isinstance(wanted, dict):
-                raise FieldProblem(f"'attributes.{name}' needs a value or a list of values, not a mapping",
-                                   "e.g. attributes: {committee: [digital, data]}", at=(name,), complete=True)
+            if isinstance(wanted, dict) and (len(wanted) != 1 or set(wanted) - {"equals", "contains"}):
+                raise FieldProblem(f"'attributes.{name}' needs a value, a list of values or {{contains: text}}",
+                                   "e.g. attributes: {role: {contains: head of}}", at=(name,), complete=True)
+            match = TextMatch.shorthand(wanted)
+            (key, texts), = match.items()
+            inner = (key,) if isinstance(wanted, dict) else ()
             try:
-                checked[name] = tuple(_values(wanted, f"attributes.{name}", numbers=True))
+                checked[name] = {key: tuple(_values(texts, f"attributes.{name}", numbers=True))}
             except FieldProblem as exc:
-                raise FieldProblem(exc.message, exc.hint, at=(name, *exc.at), complete=True) from None
+                raise FieldProblem(exc.message, exc.hint, at=(name, *inner, *exc.at), complete=True) from None
         return checked
 
     @field_validator("not_", "region", "member_type", "organisation", "joined_before", "joined_after", mode="before")
@@ -162,12 +177,13 @@ class RuleNode(YamlModel):
                 parts.append(Rule(op, tuple(c.to_rule() for c in children)))
         if self.not_ is not None:
             parts.append(Rule("not", (self.not_.to_rule(),)))
-        for op, values in (("region", self.region), ("member_type", self.member_type),
-                           ("organisation", self.organisation)):
+        for op, values in (("region", self.region), ("member_type", self.member_type)):
             if values is not None:
                 parts.append(Rule(op, values=values))
+        if self.organisation is not None:
+            parts.append(self.organisation.to_rule("organisation"))
         if self.attributes is not None:
-            tests = [match.to_rule(name) for name, match in self.attributes.items()]
+            tests = [match.to_rule("attributes", name) for name, match in self.attributes.items()]
             parts.append(tests[0] if len(tests) == 1 else Rule("all", tuple(tests)))
         for op, day in (("joined_before", self.joined_before), ("joined_after", self.joined_after)):
             if day is not None:
