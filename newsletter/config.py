@@ -120,6 +120,12 @@ class Settings(BaseModel):
     timezone: str = "Europe/London"
     misfire_grace_minutes: int = Field(default=30, ge=0)
 
+    # Notifications to the comms team (at-risk, stale, missed, failed, uncertain, paused and sent
+    # sends; digest reviews): an email to notify_email through the configured transport, and
+    # optionally a JSON POST to notify_webhook_url.
+    notify_email: str | None = None
+    notify_webhook_url: str | None = None
+
     @field_validator("secret_previous_until")
     @classmethod
     def _until_is_utc(cls, value: datetime | None) -> datetime | None:
@@ -161,6 +167,33 @@ class Settings(BaseModel):
         raise ValueError(
             "sendgrid_host (SENDGRID_HOST) must be an https:// URL such as https://api.sendgrid.com; "
             "plain http:// would send the API key unencrypted and is allowed only to 127.0.0.1, ::1 or localhost"
+        )
+
+    @field_validator("notify_email")
+    @classmethod
+    def _notify_email_is_an_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        if not re.fullmatch(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+", text):
+            raise ValueError("notify_email must be one email address, e.g. comms@example.org")
+        return text
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _notify_webhook_is_https(cls, value: str | None) -> str | None:
+        """Notices may name editions and files: only https://, or http:// to this machine."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        try:
+            parts.port  # noqa: B018 (a bad port raises here)
+        except ValueError:
+            raise ValueError("notify_webhook_url has an invalid port") from None
+        if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname))):
+            return value.strip()
+        raise ValueError(
+            "notify_webhook_url must be an https:// URL; plain http:// is allowed only to 127.0.0.1, ::1 or localhost"
         )
 
     @field_validator("public_base_url")

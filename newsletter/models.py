@@ -8,6 +8,8 @@ Tables:
   scheduled_sends                                           (scheduling issue; the one truth of
                                                              the schedule: the daemon keeps no
                                                              table of its own)
+  notices                                                   (what the comms team was told, once
+                                                             per reason)
 """
 
 from __future__ import annotations
@@ -333,6 +335,15 @@ class ScheduleState(enum.StrEnum):
     FAILED = "failed"
 
 
+class TimeSource(enum.StrEnum):
+    """Who chose a scheduled send's time: a later whole-edition `schedule` does not silently
+    replace a time chosen for one segment."""
+
+    MANIFEST = "manifest"  # the manifest's send_at (edition-wide or the segment's own)
+    EDITION = "edition"  # --at for the whole edition, or `schedule move --all`
+    SEGMENT = "segment"  # --at with --segment, or `schedule move --segment`
+
+
 class ScheduledSend(Base):
     """An approved, frozen build of one edition:segment and when it goes out."""
 
@@ -355,5 +366,36 @@ class ScheduledSend(Base):
     # resume a send whose owner died (kill -9) without racing a live one.
     owner: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None]
+    time_source: Mapped[str] = mapped_column(String(20), default=TimeSource.MANIFEST,
+                                             server_default=TimeSource.MANIFEST.value)
+    # When a daemon last re-checked the frozen build against its inputs (24 h and 1 h before the
+    # send); claimed by compare-and-set, so one daemon does each check.
+    checked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notice(Base):
+    """One notice to the comms team (email to notify_email, optional webhook): unique per kind,
+    subject and reason, so a daemon polling, a second daemon or a restart never repeats it."""
+
+    __tablename__ = "notices"
+    __table_args__ = (UniqueConstraint("kind", "about", "reason_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # at-risk, stale, missed, failed, uncertain, paused, sent, digest-*
+    about: Mapped[str] = mapped_column(String(200))  # e.g. "2026-12:east", "digest weekly 2026-12-01"
+    reason_key: Mapped[str] = mapped_column(String(64))  # sha256 of the reason
+    reason: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the webhook's extra fields
+    email_to: Mapped[str | None] = mapped_column(String(320))
+    emailed_at: Mapped[datetime | None]
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None]  # the last delivery attempt's start (one process at a time)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

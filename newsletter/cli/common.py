@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from newsletter.db import Database
 
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: user data such as `2026-12:scotland: stale` must not turn into a flag.
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def settings(near: Path | None = None, **overrides: object) -> Settings:

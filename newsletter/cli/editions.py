@@ -120,8 +120,11 @@ def preview_command(
             if not (build_dir / "build.json").is_file():
                 raise
             failure = exc
-        path = write_preview(build_dir, out)
+        scheduled = _scheduled_lines(cfg, build_dir)
+        path = write_preview(build_dir, out, scheduled=scheduled)
     print(f"preview written: {path}")
+    for segment, line in scheduled.items():
+        print(f"{segment}: {line}")
     if failure is not None and not serve:
         raise failure
     if failure is not None:
@@ -138,6 +141,22 @@ def preview_command(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _scheduled_lines(cfg: Settings, build_dir: Path) -> dict[str, str]:
+    """Per segment, when the schedule says it goes out (the preview shows that rather than the
+    manifest's send_at, which a `schedule move` may have changed); empty without a database."""
+    from newsletter.cli.common import database
+    from newsletter.db import database_exists
+    from newsletter.render import load_build
+    from newsletter.schedule import scheduled_times
+
+    if not (build_dir / "build.json").is_file() or not database_exists(cfg.resolved_database_url):
+        return {}
+    edition = load_build(build_dir, for_sending=False).record.edition
+    with database(cfg) as db:
+        sends = scheduled_times(db, edition)
+    return {segment: f"scheduled for {send.local_time} ({send.state})" for segment, send in sends.items()}
 
 
 def _build_table(result: Build) -> Table:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from newsletter.cli.common import console, database, manifest_path, print_json, settings
+from newsletter.cli.common import console, database, err_console, manifest_path, print_json, settings
 
 if TYPE_CHECKING:
     import click
@@ -48,6 +48,7 @@ def _table(infos: list[ScheduledSendInfo]) -> None:
     if not infos:
         console.print("nothing scheduled")
         return
+    at_risk = [i for i in infos if i.at_risk]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for name in ("edition", "segment", "local time", "UTC", "audience", "state"):
         table.add_column(name, no_wrap=True, justify="right" if name == "audience" else "left")
@@ -55,12 +56,19 @@ def _table(infos: list[ScheduledSendInfo]) -> None:
     for i in infos:
         local = i.send_at.astimezone(ZoneInfo(i.zone))
         utc = f"{i.send_at:%H:%M}" if i.send_at.date() == local.date() else f"{i.send_at:%Y-%m-%d %H:%M}"
+        state = f"[{STATE_STYLE.get(i.state, '')}]{i.state}[/]"
+        note = escape(i.note or "")
+        if i.at_risk:
+            state = "[bold magenta]at risk[/]"
+            note = escape(f"at risk: {i.at_risk.reason}" + (f"; {i.note}" if i.note else ""))
         table.add_row(
             escape(i.edition), escape(i.segment), f"{local:%Y-%m-%d %H:%M %Z}", utc,
-            "-" if i.audience is None else str(i.audience),
-            f"[{STATE_STYLE.get(i.state, '')}]{i.state}[/]", escape(i.note or ""),
+            "-" if i.audience is None else str(i.audience), state, note,
         )
     console.print(table)
+    for i in at_risk:
+        assert i.at_risk is not None
+        console.print(f"{i.key} at risk: {i.at_risk.reason}. To do: {i.at_risk.fix}", markup=False)
 
 
 @schedule_app.command("add")
@@ -73,6 +81,9 @@ def add(
              "or with an offset. Default: the manifest's send_at.")] = None,
     window: Annotated[str | None, typer.Option(
         help="Local hours the segment may go out in, e.g. 07:00-20:00.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Let a whole-edition schedule replace times chosen for single segments "
+                        "(with --segment --at or `schedule move`).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Build, gate and freeze the edition, then put each segment on the clock."""
@@ -80,13 +91,15 @@ def add(
 
     cfg = settings(near=manifest)
     with database(cfg) as db:
-        infos = schedule_edition(db, cfg, manifest_path(cfg, manifest), segments=segment, at=at, window=window)
+        infos = schedule_edition(db, cfg, manifest_path(cfg, manifest), segments=segment, at=at, window=window,
+                                 force=force)
     if as_json:
         print_json([i.to_json() for i in infos])
         return
     for i in infos:
         console.print(f"scheduled {escape(i.edition)}:{escape(i.segment)} for {i.local_time}"
-                      f"{f' (audience now {i.audience})' if i.audience is not None else ''}")
+                      f"{f' (audience now {i.audience})' if i.audience is not None else ''}"
+                      f"{f'; {escape(i.note)}' if i.note else ''}")
     console.print("run `newsletter scheduler run` (or keep it running as a service) to send",
                   markup=False)
 
@@ -129,26 +142,31 @@ def cancel(
 @schedule_app.command("move")
 def move(
     edition: Annotated[str, typer.Argument(help="Edition id, e.g. 2026-12.")],
-    segment: Annotated[str, typer.Option("--segment", "-s", help="The segment to move.")],
-    at: Annotated[str, typer.Option(help="New send time (local or with an offset).")],
+    at: Annotated[str, typer.Option(help="New send time: local '2026-12-03 08:00' (or 8:00) or with an offset.")],
+    segment: Annotated[list[str] | None, typer.Option(
+        "--segment", "-s", help="A segment to move (repeatable; names and region aliases work).")] = None,
+    all_segments: Annotated[bool, typer.Option(
+        "--all", help="Every segment of the edition still to go out (scheduled, missed or failed).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Give one segment a new send time (also re-arms a missed, cancelled or failed send)."""
-    from newsletter.schedule import move as move_send
+    """Give segments a new send time (also re-arms a missed or failed send, or a cancelled one you name)."""
+    from newsletter.schedule import move_sends
 
     cfg = settings()
     with database(cfg) as db:
-        info = move_send(db, cfg, edition, segment, at)
+        infos = move_sends(db, cfg, edition, at, segments=segment or None, all_segments=all_segments)
     if as_json:
-        print_json(info.to_json())
-    else:
-        console.print(f"moved {escape(edition)}:{escape(segment)} to {info.local_time}")
+        print_json([i.to_json() for i in infos])
+        return
+    for i in infos:
+        console.print(f"moved {escape(i.edition)}:{escape(i.segment)} to {i.local_time}")
 
 
 @scheduler_app.command("run")
 def run(
     once: Annotated[bool, typer.Option(
-        "--once", help="Resume interrupted sends, run the jobs that are due now, and exit.")] = False,
+        "--once", help="Resume interrupted sends, re-check waiting sends, run the jobs that are due now, "
+                       "and exit (1 when a send went stale, was missed or failed, or is at risk).")] = False,
     grace: Annotated[float | None, typer.Option(
         help="Misfire grace in minutes (default: setting misfire_grace_minutes, 30).",
         min=0)] = None,
@@ -165,10 +183,14 @@ def run(
     cfg = settings()
     with database(cfg) as db:
         daemon = daemon_for(cfg, db, grace_minutes=grace)
-        if once:
-            daemon.run_once()
-        else:
+        if not once:
             daemon.run(poll_seconds=poll)
+            return
+        summary = daemon.run_once()
+    for line in summary.problems:
+        err_console.print(line, markup=False)
+    if summary.problems:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from newsletter.config import Settings
+    from newsletter.db import Database
     from newsletter.delivery import AudiencePlan, RunReport
     from newsletter.members import Coverage
 
@@ -207,9 +208,17 @@ def send_command(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="SendGrid sandbox mode: validated, not delivered.")] = False,
     resend_uncertain: Annotated[bool, typer.Option(
         "--resend-uncertain", help="Also re-send batches that may already have been delivered.")] = False,
+    now: Annotated[bool, typer.Option(
+        "--now", help="Send segments that are scheduled at once: their schedule is cancelled (noted in "
+                      "`schedule list`).")] = False,
 ) -> None:
-    """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes."""
+    """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes.
+
+    A segment that is scheduled is refused unless --now (which cancels its schedule)."""
+    import getpass
+
     from newsletter.delivery import SendInterrupted, make_transport, plan_send, send_edition, what_is_left
+    from newsletter.schedule import release_for_direct_send
 
     cfg = settings(near=manifest, sandbox_mode=True if sandbox else None, outbox_dir=outbox)
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
@@ -219,12 +228,29 @@ def send_command(
             plan = plan_send(db, cfg, build_dir, segments=segment or None)
         print_plan(plan, as_json)
         return
+    actor = f"cli:{getpass.getuser()}"
+
+    def release(db: Database) -> None:
+        """Refuse scheduled segments, or with --now cancel their schedule (once confirmed)."""
+        for cancelled in release_for_direct_send(db, build_dir, segment or None, now=now, actor=actor):
+            err_console.print(f"{cancelled.key}: schedule cancelled ({cancelled.note})", markup=False)
+
+    def confirm_then_release(plan: AudiencePlan) -> bool:
+        if not (yes or _confirm(plan)):
+            return False
+        release(db)
+        return True
+
+    if not now:
+        with database(cfg) as db:
+            release(db)
     progress = None if (as_json or dry_run) else RichProgress()
     try:
         with database(cfg) as db:
+            asked = confirm_then_release if now else (None if yes else _confirm)
             reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
                                    resend_uncertain=resend_uncertain, dry_run=dry_run,
-                                   confirm=None if (yes or dry_run) else _confirm, progress=progress)
+                                   confirm=asked, progress=progress)
     except SendInterrupted as stopped:
         if progress:
             progress.stop()

@@ -162,7 +162,7 @@ def export_cmd(
     where = None
     if segment:
         seg = members.load_segments(members.default_path(cfg.project_dir))
-        where = members.audience_clause(seg, segment)
+        where = members.audience_clause(seg, members.resolve_segment(segment, seg.names, where=f"in {seg.path}"))
     stream = members.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
     try:
         with database(cfg) as db, db.session() as session:
@@ -403,6 +403,7 @@ def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
     from newsletter import members
 
     seg = _segments(file)
+    name = members.resolve_segment(name, seg.names, where=f"in {seg.path}")
     with database() as db:
         with db.session() as session:
             count = members.count_members(session, seg, name)

@@ -2,7 +2,8 @@
 
 Rules (default zone: settings.timezone, Europe/London):
 - a value with an offset (`2026-12-03T08:00+00:00`, `...Z`) is taken as is;
-- a naive local value (`2026-12-03 08:00`) is read in the zone;
+- a naive local value (`2026-12-03 08:00`, or `2026-12-03 8:00` with a one-digit hour) is read in
+  the zone;
 - a local time that does not exist (the clocks go forward over it) is refused with a suggestion;
 - a local time that happens twice (the clocks go back over it) is refused unless an offset is given;
 - a time in the past is refused (see `require_future`).
@@ -18,6 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from newsletter.errors import ScheduleError
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})\s*$")
+_ONE_DIGIT_HOUR = re.compile(r"^(\d{4}-\d{2}-\d{2})([T ])(\d)(?=:\d{2})")
+
+
+def pad_hour(text: str) -> str:
+    """`2026-12-01 7:30` → `2026-12-01 07:30`: people write H:MM as often as HH:MM, and ISO 8601
+    (datetime.fromisoformat) reads only the second."""
+    return _ONE_DIGIT_HOUR.sub(r"\1\g<2>0\3", text.strip())
 
 
 def zone(name: str) -> ZoneInfo:
@@ -75,7 +83,7 @@ def _offset(instant: datetime) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-AT_HINT = "write it like 2026-12-03 08:00 (local) or 2026-12-03T08:00+00:00"
+AT_HINT = "write it like 2026-12-03 08:00 or 2026-12-03 8:00 (local) or 2026-12-03T08:00+00:00"
 
 
 def read_send_time(value: str | date | datetime, *, label: str = "--at", hint: str = AT_HINT) -> datetime:
@@ -98,7 +106,7 @@ def read_send_time(value: str | date | datetime, *, label: str = "--at", hint: s
     try:
         if not re.search(r"\d[T ]\d", text):
             raise ValueError(text)
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat(pad_hour(text))
     except ValueError:
         raise ScheduleError(f"bad {label} time {value!r}", hint=hint) from None
 

@@ -18,6 +18,15 @@ from newsletter.delivery.events import (
 from newsletter.delivery.leases import new_owner_id, owner_alive
 from newsletter.delivery.member_mail import MemberMailFailed
 from newsletter.delivery.member_requests import LinkRefused, MemberLinks
+from newsletter.delivery.notices import (
+    Notice,
+    NoticeResult,
+    NoticeView,
+    list_notices,
+    notify,
+    notify_send_paused,
+    retry_notices,
+)
 from newsletter.delivery.recovery import (
     AuditRow,
     BatchChange,
@@ -88,6 +97,9 @@ __all__ = [
     "MemberLinks",
     "MemberMailFailed",
     "MemoryTransport",
+    "Notice",
+    "NoticeResult",
+    "NoticeView",
     "OutcomeUnknown",
     "ProgressSink",
     "RunReport",
@@ -105,6 +117,7 @@ __all__ = [
     "get_batch",
     "ingest_events",
     "list_batches",
+    "list_notices",
     "list_runs",
     "make_form_token",
     "make_token",
@@ -114,9 +127,12 @@ __all__ = [
     "neutral_html",
     "new_owner_id",
     "new_secret",
+    "notify",
+    "notify_send_paused",
     "owner_alive",
     "plan_send",
     "requeue_batch",
+    "retry_notices",
     "run_report",
     "send_edition",
     "signature_checker",

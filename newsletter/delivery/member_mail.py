@@ -1,7 +1,9 @@
-"""Messages to one member that are not an edition: the sign-up confirmation (double opt-in) and the
-erasure confirmation. They go through the configured transport like an edition's batches (the
-outbox by default, as `<outbox>/_member-mail/<kind>/<id>.json`), with tracking off so the link in
-them is never rewritten, and custom_args naming the kind (the event webhook counts them nowhere).
+"""One-off messages that are not an edition: to one member, the sign-up confirmation (double
+opt-in) and the erasure confirmation; to the comms team, notices (newsletter.delivery.notices).
+They go through the configured transport like an edition's batches (the outbox by default, as
+`<outbox>/_member-mail/<kind>/<id>.json`, notices under `_notices/`), with tracking off so the
+link in them is never rewritten, and custom_args naming the kind (the event webhook counts them
+nowhere).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from newsletter.delivery.transports import ConnectionFailed, MailRequest, Outcom
 from newsletter.errors import DeliveryError
 
 MEMBER_MAIL = "_member-mail"  # the outbox folder (an edition id never starts with "_")
+NOTICES = "_notices"  # the outbox folder of notices to the comms team
 SIGNUP_CONFIRMATION = "signup-confirmation"
 ERASURE_CONFIRMATION = "erasure-confirmation"
 
@@ -39,16 +42,22 @@ class MemberMessage:
     subject: str
     text: str
     html: str
+    folder: str = MEMBER_MAIL  # the outbox folder it is filed under
 
 
 class MemberMailFailed(DeliveryError):
     """The message could not be handed to the provider (the person may try again later)."""
 
 
-def _html(paragraphs: list[str], link: str, button: str, settings: Settings) -> str:
-    body = "".join(f'<p style="margin:0 0 16px">{html.escape(p)}</p>' for p in paragraphs)
+def _html(paragraphs: list[str], link: str | None, button: str, settings: Settings) -> str:
+    body = "".join(f'<p style="margin:0 0 16px;white-space:pre-wrap">{html.escape(p)}</p>' for p in paragraphs)
     footer = html.escape(settings.organisation) + (f"<br>{html.escape(settings.postal_address)}"
                                                    if settings.postal_address else "")
+    action = (
+        f'<p style="margin:0 0 24px"><a href="{html.escape(link)}" style="display:inline-block;background:#0b4f6c;'
+        f'color:#ffffff;padding:12px 20px;border-radius:4px;text-decoration:none">{html.escape(button)}</a></p>'
+        f'<p style="margin:0 0 16px;font-size:14px;color:#52606d">Or copy this link: {html.escape(link)}</p>'
+    ) if link else ""
     return (
         '<!doctype html><html lang="en-GB"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -56,10 +65,7 @@ def _html(paragraphs: list[str], link: str, button: str, settings: Settings) -> 
         '<body style="margin:0;padding:24px;background:#eef1f4;font-family:Arial,Helvetica,sans-serif;'
         'color:#1f2933;font-size:16px;line-height:1.5">'
         '<div style="max-width:560px;margin:0 auto;background:#ffffff;padding:24px;border-radius:6px">'
-        f"{body}"
-        f'<p style="margin:0 0 24px"><a href="{html.escape(link)}" style="display:inline-block;background:#0b4f6c;'
-        f'color:#ffffff;padding:12px 20px;border-radius:4px;text-decoration:none">{html.escape(button)}</a></p>'
-        f'<p style="margin:0 0 16px;font-size:14px;color:#52606d">Or copy this link: {html.escape(link)}</p>'
+        f"{body}{action}"
         f'<p style="margin:0;font-size:13px;color:#52606d">{footer}</p>'
         "</div></body></html>"
     )
@@ -87,6 +93,15 @@ def erasure_confirmation(settings: Settings, to: str, first_name: str | None, li
                          _html([greeting, ask, note], link, "Erase my data", settings))
 
 
+def notice_message(settings: Settings, to: str, kind: str, subject: str, paragraphs: list[str],
+                   link: str | None = None, link_label: str = "Open") -> MemberMessage:
+    """A notice to the comms team: plain paragraphs (what happened, what to run) and an optional link."""
+    text = "\n\n".join(paragraphs) + (f"\n\n{link_label}: {link}" if link else "")
+    text += f"\n\n-- \nnewsletter, {settings.organisation}\n"
+    return MemberMessage(kind, to, subject, text, _html(paragraphs, link, link_label if link else subject, settings),
+                         folder=NOTICES)
+
+
 def message_request(settings: Settings, message: MemberMessage, number: int) -> MailRequest:
     """The Mail Send request for one message (`number` names its outbox file)."""
     mail = Mail(from_email=From(settings.from_email, settings.from_name), subject=message.subject,
@@ -103,7 +118,7 @@ def message_request(settings: Settings, message: MemberMessage, number: int) -> 
     tracking.open_tracking = OpenTracking(False)
     mail.tracking_settings = tracking
     body = json.dumps(mail.get(), separators=(",", ":")).encode("utf-8")
-    return MailRequest(MEMBER_MAIL, message.kind, number, body, 1)
+    return MailRequest(message.folder, message.kind, number, body, 1)
 
 
 def send_member_message(transport: Transport, settings: Settings, message: MemberMessage, number: int) -> None:

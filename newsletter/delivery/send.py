@@ -33,7 +33,7 @@ from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToS
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
-from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments
+from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments, resolve_segments
 from newsletter.models import Batch, BatchStatus, RunStatus, SendRun, utcnow
 from newsletter.render import load_build, unsubscribe_mailbox
 
@@ -171,12 +171,11 @@ def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: li
 
 def _chosen(variants: list[VariantToSend], segments: list[str] | None, build_dir: Path,
             edition: str) -> list[VariantToSend]:
+    """The variants of the segments asked for (named as people type them: `London`, `Cymru`)."""
     if not segments:
         return variants
-    unknown = [s for s in segments if s not in {v.segment for v in variants}]
-    if unknown:
-        raise InputError(f"segment {unknown[0]!r} is not in build {build_dir} (edition {edition})")
-    return [v for v in variants if v.segment in segments]
+    names = resolve_segments(segments, [v.segment for v in variants], where=f"in build {build_dir} (edition {edition})")
+    return [v for v in variants if v.segment in names]
 
 
 def _report(db: Database, run: SendRun, sent_now: int = 0) -> RunReport:

@@ -9,6 +9,7 @@ from newsletter.members.imports import Change, ImportResult, Reject, import_file
 from newsletter.members.privacy import access, erase
 from newsletter.members.provenance import FieldChange
 from newsletter.members.rate_limits import hit, limit_key
+from newsletter.members.segment_names import resolve_segment, resolve_segments
 from newsletter.members.segments import (
     SegmentSet,
     audience_clause,
@@ -130,6 +131,8 @@ __all__ = [
     "pending_signup",
     "remove_controls",
     "request_signup",
+    "resolve_segment",
+    "resolve_segments",
     "resubscribe",
     "resubscribe_member",
     "resume_member",

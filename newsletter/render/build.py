@@ -118,28 +118,68 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fingerprint(edition: Edition, settings: Settings, template: Template) -> str:
-    """sha256 over everything that changes the output (see inputs_fingerprint)."""
-    digest = hashlib.sha256()
+TEMPLATE_SETTINGS = "template settings"
+RENDERING_PACKAGES = "rendering packages"
 
-    def part(label: str, data: bytes) -> None:
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a build was made from: one sha256 over everything that changes the output (the
+    fingerprint), and each input's own sha256 under the name a person knows it by (the manifest
+    and article files relative to the project, `templates/<name>/`, the template settings, the
+    rendering packages), so a later change can be named file by file."""
+
+    fingerprint: str
+    hashes: dict[str, str]
+
+
+def _shown(path: Path, settings: Settings) -> str:
+    try:
+        return path.resolve().relative_to(settings.project_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _inputs(edition: Edition, settings: Settings, template: Template) -> Inputs:
+    """The fingerprint (see inputs_fingerprint) and the per-input hashes."""
+    digest = hashlib.sha256()
+    hashes: dict[str, str] = {}
+
+    def part(label: str, name: str, data: bytes) -> None:
         digest.update(f"{label}\0{len(data)}\0".encode())
         digest.update(data)
+        hashes[name] = _sha(data)
 
-    part("manifest", Path(edition.manifest_path).read_bytes())
+    manifest = Path(edition.manifest_path)
+    part("manifest", _shown(manifest, settings), manifest.read_bytes())
     slugs: set[str] = set()
     for v in edition.variants:
         slugs.update(a.slug for a in v.articles)
         if v.featured:
             slugs.add(v.featured.slug)
-    article_dir = Path(edition.manifest_path).parent / "articles"
+    article_dir = manifest.parent / "articles"
     for slug in sorted(slugs):
         path = article_dir / f"{slug}.md"
-        part(f"article:{slug}", path.read_bytes() if path.is_file() else b"")
-    part("template", template_sha256(template.directory).encode())
-    part("settings", json.dumps(template_settings(settings), sort_keys=True).encode())
-    part("pipeline", _pipeline_versions().encode())
-    return digest.hexdigest()
+        part(f"article:{slug}", _shown(path, settings), path.read_bytes() if path.is_file() else b"")
+    part("template", _shown(template.directory, settings).rstrip("/") + "/",
+         template_sha256(template.directory).encode())
+    part("settings", TEMPLATE_SETTINGS, json.dumps(template_settings(settings), sort_keys=True).encode())
+    part("pipeline", RENDERING_PACKAGES, _pipeline_versions().encode())
+    return Inputs(digest.hexdigest(), dict(sorted(hashes.items())))
+
+
+def changed_inputs(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """What differs between two sets of per-input hashes, as `issues/articles/x.md changed`
+    (or `added`, `removed`), in name order."""
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        if name not in before:
+            changes.append(f"{name} added")
+        elif name not in after:
+            changes.append(f"{name} removed")
+        elif before[name] != after[name]:
+            changes.append(f"{name} changed")
+    return changes
 
 
 @lru_cache(maxsize=1)
@@ -157,8 +197,13 @@ def inputs_fingerprint(manifest_path: Path, settings: Settings) -> str:
     """sha256 over the manifest bytes, the article files it uses, the template directory's files,
     the settings used by the template and the versions of the rendering pipeline."""
 
+    return build_inputs(manifest_path, settings).fingerprint
+
+
+def build_inputs(manifest_path: Path, settings: Settings) -> Inputs:
+    """The fingerprint and per-input hashes a build of this manifest would record now."""
     edition = load_manifest(manifest_path, settings)
-    return _fingerprint(edition, settings, load_template(settings, edition.template))
+    return _inputs(edition, settings, load_template(settings, edition.template))
 
 
 def _message_id(edition_id: str, segment: str, from_email: str) -> str:
@@ -230,7 +275,7 @@ def _publish(staged: Path, out: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _render_into(edition: Edition, settings: Settings, template: Template, fingerprint: str,
+def _render_into(edition: Edition, settings: Settings, template: Template, inputs: Inputs,
                  out: Path) -> Build:
     staged = out.parent / f".{out.name}{STAGE_MARK}{secrets.token_hex(4)}"
     staged.mkdir()
@@ -263,8 +308,8 @@ def _render_into(edition: Edition, settings: Settings, template: Template, finge
             variants.append(record)
         record = BuildRecord(
             edition=edition.id, title=edition.title, template=edition.template,
-            template_sha256=template_sha256(template.directory), inputs_sha256=fingerprint,
-            variants=tuple(variants),
+            template_sha256=template_sha256(template.directory), inputs_sha256=inputs.fingerprint,
+            inputs=inputs.hashes, variants=tuple(variants),
         )
         _write(staged / BUILD_JSON, record.to_json().encode("utf-8"))
         _publish(staged, out)
@@ -295,11 +340,11 @@ def build_from_edition(
     template = load_template(settings, edition.template)
     out = Path(out_dir) if out_dir else settings.project_dir / "build" / edition.id
     _refuse_foreign_target(out)
-    fingerprint = _fingerprint(edition, settings, template)
+    inputs = _inputs(edition, settings, template)
     with _build_lock(out):
-        build = _same_inputs(out, fingerprint) if reuse else None
+        build = _same_inputs(out, inputs.fingerprint) if reuse else None
         if build is None:
-            build = _render_into(edition, settings, template, fingerprint, out)
+            build = _render_into(edition, settings, template, inputs, out)
     if build.failed:
         raise BuildGateFailed(build)
     return build

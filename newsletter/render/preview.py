@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import html
 import threading
+from collections.abc import Mapping
 from email import policy
 from email.message import EmailMessage
 from functools import partial
@@ -41,6 +42,7 @@ section.variant h2{margin:0 0 8px;font-size:18px}
 .inbox .subject{font-weight:600;color:#1d2330}
 .inbox .preheader{color:#5c6677}
 .meta{color:#5c6677;margin:0 0 8px;max-width:975px;overflow-wrap:anywhere}
+.scheduled{color:#0b4f6c;font-weight:600}
 .gates .fail{color:#a4001d;font-weight:600}
 .gates .warn{color:#8a5a00}
 .frames{display:flex;gap:16px;align-items:flex-start}
@@ -83,13 +85,15 @@ def sample_parts(build: Build, segment: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _variant_section(build: Build, v: VariantRecord) -> str:
+def _variant_section(build: Build, v: VariantRecord, scheduled: str | None = None) -> str:
     email_html, text = sample_parts(build, v.segment)
     email_html = _framed(email_html)
     gate_items = "".join(f'<li class="fail">FAIL: {_e(g)}</li>' for g in v.gates.failed)
     gate_items += "".join(f'<li class="warn">warning: {_e(g)}</li>' for g in v.gates.warnings)
     gate_html = f'<ul class="gates">{gate_items}</ul>' if gate_items else '<p class="meta">gates: all passed</p>'
     when = v.send_at.isoformat() if v.send_at else "not scheduled"
+    when_line = (f'<p class="meta scheduled">{_e(scheduled)}</p>' if scheduled else "")
+    manifest_time = f'manifest send_at {_e(when)} ({_e(v.zone)})' if scheduled else f'send at {_e(when)} ({_e(v.zone)})'
     frames = "".join(
         f'<figure><figcaption>{w} px</figcaption>'
         f'<iframe title="{_e(v.segment)} at {w} pixels" width="{w}" '
@@ -104,7 +108,8 @@ def _variant_section(build: Build, v: VariantRecord) -> str:
         f'&lt;{_e(v.from_email)}&gt;</div>'
         f'<div><span class="subject">{_e(v.subject)}</span> '
         f'<span class="preheader">— {_e(v.preheader)}</span></div></div>'
-        f'<p class="meta">send at {_e(when)} ({_e(v.zone)}) · '
+        f"{when_line}"
+        f'<p class="meta">{manifest_time} · '
         f'{v.size} bytes · articles: {_e(", ".join(v.articles))}</p>'
         f"{gate_html}"
         f'<div class="frames">{frames}</div>'
@@ -113,15 +118,17 @@ def _variant_section(build: Build, v: VariantRecord) -> str:
     )
 
 
-def render_preview(build_dir: Path) -> str:
+def render_preview(build_dir: Path, *, scheduled: Mapping[str, str] | None = None) -> str:
     """The preview page's HTML for a build directory (read with load_build; a build that failed
-    a gate is shown too, with the failures)."""
+    a gate is shown too, with the failures). `scheduled` gives, per segment, the line saying when
+    it is scheduled to go out (the schedule's time wins over the manifest's send_at, which may be
+    older); rendering does not read the schedule itself."""
     try:
         build = load_build(build_dir, for_sending=False)
     except GateFailed as exc:
         raise InputError(exc.message, hint="build the edition first: newsletter build MANIFEST") from None
     record = build.record
-    sections = "".join(_variant_section(build, v) for v in record.variants)
+    sections = "".join(_variant_section(build, v, (scheduled or {}).get(v.segment)) for v in record.variants)
     title = f"Preview: {record.title or record.edition}"
     count = len(record.variants)
     return (
@@ -138,9 +145,9 @@ def render_preview(build_dir: Path) -> str:
     )
 
 
-def write_preview(build_dir: Path, out: Path) -> Path:
+def write_preview(build_dir: Path, out: Path, *, scheduled: Mapping[str, str] | None = None) -> Path:
     """Write the preview page for `build_dir` to `out`; returns `out`."""
-    page = render_preview(build_dir)
+    page = render_preview(build_dir, scheduled=scheduled)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, "utf-8")
     return out

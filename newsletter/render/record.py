@@ -71,6 +71,9 @@ class BuildRecord(BaseModel):
     template: str
     template_sha256: str
     inputs_sha256: str
+    # each input's sha256 by name (`issues/articles/x.md`, `templates/digest/`, ...), so a change
+    # after the build can be named; empty in builds made before it was recorded
+    inputs: dict[str, str] = Field(default_factory=dict)
     variants: tuple[VariantRecord, ...]
 
     @model_validator(mode="before")

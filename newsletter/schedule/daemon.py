@@ -14,6 +14,13 @@ When an alarm rings, `Daemon.execute_send` decides, and records, what happens:
 - otherwise scheduled → sending by compare-and-set (one daemon wins), deliver, then 'sent' or
   'failed'. Delivery itself is guarded by its own run claim, so even a stolen race cannot
   double-send.
+Each outcome but a plain on-time send is told to the comms team (newsletter.schedule.notices:
+stale naming the changed file, missed, failed, uncertain), and so is a short "sent" summary.
+Every poll the daemon also re-checks each waiting send 24 h and 1 h before its time
+(newsletter.schedule.risk): one whose approved inputs changed is reported *at risk*, naming the
+file, while there is still time to approve the new text. Each check is claimed on the row
+(compare-and-set on checked_at), and each notice is recorded once per reason, so two daemons
+check and tell once.
 A send left 'sending' by a daemon that died (kill -9) is resumed through the delivery code, which
 picks up where it stopped. Whether its daemon is gone is delivery's lease rule
 (newsletter.delivery.owner_alive): the daemon renews a heartbeat on the rows it sends every
@@ -29,6 +36,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -36,19 +44,31 @@ from sqlalchemy import select, update
 from newsletter.config import Settings
 from newsletter.content import SendWindow, describe
 from newsletter.db import Database
-from newsletter.delivery import make_transport, new_owner_id, owner_alive, send_edition
+from newsletter.delivery import make_transport, new_owner_id, owner_alive, retry_notices, send_edition
 from newsletter.errors import DeliveryError
 from newsletter.models import ScheduledSend, ScheduleState, utcnow
-from newsletter.render import inputs_fingerprint, load_build
 from newsletter.schedule.alarms import AlarmClock, SendKey
-from newsletter.schedule.planning import ScheduledSendInfo, info_of, send_key, set_state
+from newsletter.schedule.notices import at_risk_notice, outcome_notice, sent_notice, tell, uncertain_notice
+from newsletter.schedule.planning import ScheduledSendInfo, check_send, info_of, send_key, set_state
+from newsletter.schedule.risk import Risk, RiskChecker, check_due
 
 log = logging.getLogger(__name__)
 S = ScheduleState
 
-# Sends one frozen variant; returns a note for the record (e.g. uncertain batches) or None.
-# Raising marks the send failed.
-Deliver = Callable[[ScheduledSendInfo], str | None]
+
+@dataclass(frozen=True)
+class Delivered:
+    """What delivering one send did: the note for its row, and recipient counts by outcome."""
+
+    note: str | None
+    accepted: int = 0
+    failed: int = 0
+    uncertain: int = 0
+
+
+# Sends one frozen variant; returns what happened (or just a note, or None). Raising marks the
+# send failed.
+Deliver = Callable[[ScheduledSendInfo], Delivered | str | None]
 Clock = Callable[[], datetime]
 HEARTBEAT_INTERVAL = timedelta(seconds=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=60)
@@ -58,7 +78,7 @@ SEND_THREADS = 8
 def delivery_sender(db: Database, settings: Settings) -> Deliver:
     """The real delivery: send exactly the frozen build's variant to the segment."""
 
-    def deliver(send: ScheduledSendInfo) -> str | None:
+    def deliver(send: ScheduledSendInfo) -> Delivered:
         reports = send_edition(
             db, settings, send.build_dir, segments=[send.segment],
             transport=make_transport(settings),
@@ -73,27 +93,37 @@ def delivery_sender(db: Database, settings: Settings) -> Deliver:
         notes = [f"{r.accepted} accepted" for r in reports]
         notes += [f"{r.failed} failed" for r in reports if r.failed]
         notes += [f"{r.uncertain} uncertain (see `newsletter sends show`)" for r in reports if r.uncertain]
-        return ", ".join(notes) or None
+        return Delivered(", ".join(notes) or None, sum(r.accepted for r in reports),
+                         sum(r.failed for r in reports), sum(r.uncertain for r in reports))
 
     return deliver
 
 
 def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | None:
-    """Why the approved build can no longer be sent as approved, or None if it can."""
-    try:
-        fingerprint = inputs_fingerprint(send.manifest_path, settings)
-    except Exception as exc:
-        return f"cannot read the edition's inputs any more ({exc}); schedule it again"
-    if fingerprint != send.fingerprint:
-        return ("the manifest, its articles or the template changed after scheduling; "
-                "nothing was sent; schedule the manifest again to send the new version")
-    try:
-        sha = {v.segment: v.sha256 for v in load_build(send.build_dir).variants}.get(send.segment)
-    except Exception as exc:
-        return f"the frozen build in {send.build_dir} is damaged ({exc}); schedule it again"
-    if sha != send.variant_sha256:
-        return f"the frozen {send.segment} variant in {send.build_dir} is not the approved one"
-    return None
+    """Why the approved build can no longer be sent as approved (naming the changed files and
+    what to run), or None if it can."""
+    risk = check_send(RiskChecker(settings), send, due=True)
+    if risk is None:
+        return None
+    return f"not sent: {risk.reason} after scheduling; {risk.fix}"
+
+
+@dataclass
+class RunSummary:
+    """What one `run_once` did: each send it decided on and the state it left it in, and the
+    waiting sends it found at risk."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)  # EDITION:SEGMENT -> state
+    notes: dict[str, str] = field(default_factory=dict)  # EDITION:SEGMENT -> the row's note
+    at_risk: list[tuple[ScheduledSendInfo, Risk]] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per send that went stale, was missed or failed, and per send at risk."""
+        lines = [f"{key}: {state}: {self.notes.get(key) or ''}".rstrip(": ")
+                 for key, state in self.outcomes.items() if state in (S.STALE, S.MISSED, S.FAILED)]
+        lines += [f"{send.key} at risk ({send.local_time}): {risk.reason}; {risk.fix}" for send, risk in self.at_risk]
+        return lines
 
 
 def daemon_for(settings: Settings, db: Database, *, deliver: Deliver | None = None,
@@ -178,19 +208,32 @@ class Daemon:
 
     def _deliver(self, send: ScheduledSendInfo) -> str:
         try:
-            note = self.deliver(send)
+            result = self.deliver(send)
         except Exception as exc:
             log.exception("%s: delivery failed", send.key)
             return self._finish(send, S.FAILED, f"delivery failed: {exc}", expect=[S.SENDING],
                                 owned_by=self.owner)
-        return self._finish(send, S.SENT, note, expect=[S.SENDING], owned_by=self.owner)
+        delivered = result if isinstance(result, Delivered) else Delivered(result)
+        state = self._finish(send, S.SENT, delivered.note, expect=[S.SENDING], owned_by=self.owner,
+                             tell_outcome=False)
+        if state == S.SENT:
+            tell(self.db, self.settings, sent_notice(send, delivered.note))
+            if delivered.uncertain:
+                tell(self.db, self.settings, uncertain_notice(send, delivered.uncertain))
+            if delivered.failed:
+                tell(self.db, self.settings, outcome_notice(
+                    send, S.FAILED, f"{delivered.failed:,} recipient(s) failed; run `newsletter sends show "
+                    f"{send.edition}` for the reasons, then the same send again to retry them"))
+        return state
 
     def _finish(self, send: ScheduledSendInfo, state: str, note: str | None, *,
-                expect: list[ScheduleState], owned_by: str | None = None) -> str:
+                expect: list[ScheduleState], owned_by: str | None = None, tell_outcome: bool = True) -> str:
         if set_state(self.db, send.edition, send.segment, state, expect=expect, note=note,
                      owned_by=owned_by):
             log.log(logging.INFO if state == S.SENT else logging.WARNING, "%s: %s%s", send.key,
                     state, f" — {note}" if note else "")
+            if tell_outcome and state in (S.STALE, S.MISSED, S.FAILED):
+                tell(self.db, self.settings, outcome_notice(send, state, note))
             return state
         row = self._load(send.edition, send.segment)
         log.info("%s: not marked %s; it is now %s", send.key, state, row.state if row else "gone")
@@ -216,6 +259,38 @@ class Daemon:
                 ScheduledSend.state == S.SCHEDULED, ScheduledSend.send_at <= self.clock(),
             ).order_by(ScheduledSend.send_at)).all()
         return [(r.edition, r.segment) for r in rows]
+
+    # -------------------------------------------------------------- re-checks before the time
+
+    def check_waiting(self) -> list[tuple[ScheduledSendInfo, Risk]]:
+        """Re-check each waiting send whose checkpoint (24 h, 1 h before its time) has come and
+        was not checked since; tell the comms team about each one at risk. Each check is claimed
+        on its row, so of several daemons one does it. Returns the sends found at risk."""
+        now = self.clock()
+        checker = RiskChecker(self.settings)
+        found = []
+        for send in self.waiting_sends().values():
+            if send.send_at <= now:
+                continue  # due: execute_send decides (and says) whether it is stale
+            if check_due(send.send_at, send.checked_at, now) is None or not self._claim_check(send, now):
+                continue
+            risk = check_send(checker, send)
+            if risk is None:
+                log.info("%s: checked: still as approved", send.key)
+                continue
+            log.warning("%s: at risk: %s; %s", send.key, risk.reason, risk.fix)
+            tell(self.db, self.settings, at_risk_notice(send, risk))
+            found.append((send, risk))
+        return found
+
+    def _claim_check(self, send: ScheduledSendInfo, now: datetime) -> bool:
+        stmt = update(ScheduledSend).where(
+            ScheduledSend.edition == send.edition, ScheduledSend.segment == send.segment,
+            ScheduledSend.state == S.SCHEDULED,
+            ScheduledSend.checked_at.is_(None) if send.checked_at is None else ScheduledSend.checked_at == send.checked_at,
+        ).values(checked_at=now, updated_at=ScheduledSend.updated_at)  # a check is no reschedule
+        with self.db.write_session() as session:
+            return session.execute(stmt).rowcount == 1
 
     # -------------------------------------------------------------- crash recovery
 
@@ -293,17 +368,29 @@ class Daemon:
 
     # -------------------------------------------------------------- running
 
-    def run_once(self) -> None:
-        """Resume interrupted sends, send everything due now, and return."""
+    def run_once(self) -> RunSummary:
+        """Resume interrupted sends, re-check waiting sends at their checkpoints, send everything
+        due now, and return what happened."""
         done = threading.Event()
         beater = self._start_heartbeat(done)
+        summary = RunSummary()
         try:
-            self.resume_orphans()
+            retry_notices(self.db, self.settings)
+            for key in self.resume_orphans():
+                summary.outcomes[key] = "resumed"
+            summary.at_risk = self.check_waiting()
             for edition, segment in self.due_sends():
-                self.execute_send(edition, segment)
+                key = send_key(edition, segment)
+                state = self.execute_send(edition, segment)
+                if state is not None:
+                    summary.outcomes[key] = state
+                    row = self._load(edition, segment)
+                    if row is not None and row.note:
+                        summary.notes[key] = row.note
         finally:
             done.set()
             beater.join()
+        return summary
 
     def run(self, *, poll_seconds: float = 5.0, stop: threading.Event | None = None) -> None:
         """Run until `stop` is set, SIGTERM or Ctrl-C; running sends are finished first."""
@@ -323,6 +410,11 @@ class Daemon:
                 self.resume_orphans(submit)
             except Exception:
                 log.exception("housekeeping failed; will retry")
+            try:
+                self.check_waiting()
+                retry_notices(self.db, self.settings)
+            except Exception:
+                log.exception("re-checking waiting sends failed; will retry")
 
         beating = threading.Event()
         beater = self._start_heartbeat(beating)
