@@ -72,6 +72,10 @@ class ManifestError(ProblemsError):
     pass
 
 
+class DigestError(ProblemsError):
+    """A digest definition (issues/digests/<name>.yaml) with problems."""
+
+
 class ArticleError(InputError):
     pass
 

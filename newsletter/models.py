@@ -10,17 +10,20 @@ Tables:
                                                              table of its own)
   notices                                                   (what the comms team was told, once
                                                              per reason)
+  digest_occurrences                                        (recurring digests: one row per
+                                                             digest per date)
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -399,3 +402,43 @@ class Notice(Base):
     claimed_at: Mapped[datetime | None]  # the last delivery attempt's start (one process at a time)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# ---------------------------------------------------------------- recurring digests
+
+
+class OccurrenceState(enum.StrEnum):
+    PREPARING = "preparing"  # a daemon is importing the feeds, writing and building the manifest
+    AWAITING_REVIEW = "awaiting_review"  # built and checked; waits for `digests approve|skip`
+    APPROVING = "approving"  # being approved (scheduled) right now
+    SCHEDULED = "scheduled"  # its sends are in scheduled_sends (they say whether it went out)
+    SKIPPED = "skipped"  # not sent: too few new articles, skipped by a person, or not approved in time
+    MISSED = "missed"  # its time passed while no daemon ran: never sent late
+    FAILED = "failed"  # could not be prepared (every feed failed, the manifest failed its check)
+
+
+class DigestOccurrence(Base):
+    """One occurrence of a recurring digest (issues/digests/<digest>.yaml): unique per digest and
+    date, so of several daemons exactly one prepares it, and it is sent once."""
+
+    __tablename__ = "digest_occurrences"
+    __table_args__ = (UniqueConstraint("digest", "occurs_on"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(100))
+    occurs_on: Mapped[date] = mapped_column(Date)  # the local date of its send time
+    send_at: Mapped[datetime]  # UTC instant it goes out
+    state: Mapped[str] = mapped_column(String(20), default=OccurrenceState.PREPARING)
+    reason: Mapped[str | None] = mapped_column(Text)  # why skipped, missed or failed; notes
+    edition: Mapped[str | None] = mapped_column(String(100))  # "<digest>-<date>"
+    manifest_path: Mapped[str | None] = mapped_column(Text)
+    articles: Mapped[list[str]] = mapped_column(JSON, default=list)  # slugs in the manifest
+    newest_published: Mapped[datetime | None]  # the newest of them: the next digest takes newer ones
+    feed_problems: Mapped[list[str]] = mapped_column(JSON, default=list)
+    review_deadline: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(200))  # the daemon preparing it (lease rule)
+    heartbeat_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))  # who approved or skipped it
+    decided_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

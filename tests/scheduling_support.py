@@ -29,9 +29,11 @@ MEMBERS = {
 
 
 def install_edition(project: Path) -> Path:
-    """Copy the test edition (manifest + articles) into the project; returns the manifest path."""
+    """Copy the test edition (manifest + articles) into the project; returns the manifest path.
+    The sample recurring digest is removed, so no daemon of these tests prepares it."""
     target = project / "issues"
     shutil.copytree(DATA / "issues", target, dirs_exist_ok=True)
+    shutil.rmtree(target / "digests", ignore_errors=True)
     return target / "edition.yaml"
 
 

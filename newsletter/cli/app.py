@@ -18,6 +18,7 @@ from newsletter import __version__
 from newsletter.cli import (
     articles,
     database,
+    digests,
     doctor,
     editions,
     schedule,
@@ -60,6 +61,7 @@ editions.register(app)
 subscribers.register(app)
 sends.register(app)
 schedule.register(app)
+digests.register(app)
 database.register(app)
 secret.register(app)
 serve.register(app)

@@ -3,6 +3,20 @@ the daemon keeps APScheduler as its alarm clock, with jobs in memory set from th
 """
 
 from newsletter.schedule.daemon import Daemon, Delivered, RunSummary, daemon_for
+from newsletter.schedule.digests import (
+    DigestInfo,
+    DryRun,
+    OccurrenceInfo,
+    Occurrences,
+    approve_occurrence,
+    dry_run_digest,
+    list_digests,
+    list_occurrences,
+    occurrence,
+    preview_url,
+    run_digest_now,
+    skip_occurrence,
+)
 from newsletter.schedule.planning import (
     ScheduledSendInfo,
     cancel,
@@ -19,15 +33,27 @@ __all__ = [
     "CHECKPOINTS",
     "Daemon",
     "Delivered",
+    "DigestInfo",
+    "DryRun",
+    "OccurrenceInfo",
+    "Occurrences",
     "Risk",
     "RunSummary",
     "ScheduledSendInfo",
+    "approve_occurrence",
     "cancel",
     "daemon_for",
+    "dry_run_digest",
+    "list_digests",
+    "list_occurrences",
     "list_schedule",
     "move",
     "move_sends",
+    "occurrence",
+    "preview_url",
     "release_for_direct_send",
+    "run_digest_now",
     "schedule_edition",
     "scheduled_times",
+    "skip_occurrence",
 ]

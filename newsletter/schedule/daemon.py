@@ -48,6 +48,7 @@ from newsletter.delivery import make_transport, new_owner_id, owner_alive, retry
 from newsletter.errors import DeliveryError
 from newsletter.models import ScheduledSend, ScheduleState, utcnow
 from newsletter.schedule.alarms import AlarmClock, SendKey
+from newsletter.schedule.digests import Occurrences
 from newsletter.schedule.notices import at_risk_notice, outcome_notice, sent_notice, tell, uncertain_notice
 from newsletter.schedule.planning import ScheduledSendInfo, check_send, info_of, send_key, set_state
 from newsletter.schedule.risk import Risk, RiskChecker, check_due
@@ -148,6 +149,9 @@ class Daemon:
         self.heartbeat_interval, self.heartbeat_timeout = heartbeat_interval, heartbeat_timeout
         self.threads = threads
         self.owner = new_owner_id()
+        # recurring digests: each occurrence prepared by one daemon (issues/digests/*.yaml)
+        self.occurrences = Occurrences(db, settings, owner=self.owner, clock=clock, grace=grace,
+                                       heartbeat_timeout=heartbeat_timeout)
         self._lock = threading.Lock()
         self._running: set[str] = set()
 
@@ -342,11 +346,12 @@ class Daemon:
             return session.execute(stmt).rowcount == 1
 
     def heartbeat(self) -> None:
-        """Renew the lease on every send this daemon holds."""
+        """Renew the lease on every send (and digest occurrence being prepared) this daemon holds."""
         with self.db.write_session() as session:
             session.execute(update(ScheduledSend).where(
                 ScheduledSend.owner == self.owner, ScheduledSend.state == S.SENDING,
             ).values(heartbeat_at=self.clock()))
+        self.occurrences.heartbeat()
 
     def _start_heartbeat(self, done: threading.Event) -> threading.Thread:
         """Renew the heartbeat every heartbeat_interval until `done` is set. A thread of its own,
@@ -379,6 +384,8 @@ class Daemon:
             for key in self.resume_orphans():
                 summary.outcomes[key] = "resumed"
             summary.at_risk = self.check_waiting()
+            for label, prepare in self.occurrences.tick():
+                summary.outcomes[label] = prepare()
             for edition, segment in self.due_sends():
                 key = send_key(edition, segment)
                 state = self.execute_send(edition, segment)
@@ -415,6 +422,12 @@ class Daemon:
                 retry_notices(self.db, self.settings)
             except Exception:
                 log.exception("re-checking waiting sends failed; will retry")
+            try:
+                for label, prepare in self.occurrences.tick():
+                    if not alarms.run_now(label, prepare):
+                        log.info("%s: stopping; another scheduler (or the next start) prepares it", label)
+            except Exception:
+                log.exception("recurring digests: could not look for due occurrences; will retry")
 
         beating = threading.Event()
         beater = self._start_heartbeat(beating)
