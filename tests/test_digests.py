@@ -364,3 +364,22 @@ def test_the_sample_digest_lists_its_next_occurrence_and_dry_runs_offline(projec
     assert "dry run, nothing written" in result.stdout and "feeds: 8 item(s) read" in result.stdout
     after = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
     assert after == before  # no article, manifest, build or database written
+
+
+def test_the_running_daemon_prepares_a_due_occurrence_on_one_of_its_threads(env) -> None:  # type: ignore[no-untyped-def]
+    from scheduling_support import wait_until
+
+    settings, db, project = env
+    write_digest(project, feeds=[FEED_A, FEED_B])
+    scheduler = daemon(settings, db, Clock(WEEK1 - PREPARE))
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run, kwargs={"poll_seconds": 0.2, "stop": stop})
+    thread.start()
+    try:
+        wait_until(lambda: occurrences(db, settings).get("2099-01-06", ("",))[0] == "scheduled",
+                   what="the occurrence prepared and scheduled")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert [s.segment for s in list_schedule(db, settings, edition=f"{DIGEST}-2099-01-06")] == [
+        "london", "scotland", "wales"]

@@ -109,14 +109,14 @@ def frozen_build_problem(settings: Settings, send: ScheduledSendInfo) -> str | N
     return f"not sent: {risk.reason} after scheduling; {risk.fix}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSummary:
     """What one `run_once` did: each send it decided on and the state it left it in, and the
     waiting sends it found at risk."""
 
-    outcomes: dict[str, str] = field(default_factory=dict)  # EDITION:SEGMENT -> state
+    outcomes: dict[str, str] = field(default_factory=dict)  # EDITION:SEGMENT (or "digest NAME DATE") -> state
     notes: dict[str, str] = field(default_factory=dict)  # EDITION:SEGMENT -> the row's note
-    at_risk: list[tuple[ScheduledSendInfo, Risk]] = field(default_factory=list)
+    at_risk: tuple[tuple[ScheduledSendInfo, Risk], ...] = ()
 
     @property
     def problems(self) -> list[str]:
@@ -378,26 +378,27 @@ class Daemon:
         due now, and return what happened."""
         done = threading.Event()
         beater = self._start_heartbeat(done)
-        summary = RunSummary()
+        outcomes: dict[str, str] = {}
+        notes: dict[str, str] = {}
         try:
             retry_notices(self.db, self.settings)
             for key in self.resume_orphans():
-                summary.outcomes[key] = "resumed"
-            summary.at_risk = self.check_waiting()
+                outcomes[key] = "resumed"
+            at_risk = self.check_waiting()
             for label, prepare in self.occurrences.tick():
-                summary.outcomes[label] = prepare()
+                outcomes[label] = prepare()
             for edition, segment in self.due_sends():
                 key = send_key(edition, segment)
                 state = self.execute_send(edition, segment)
                 if state is not None:
-                    summary.outcomes[key] = state
+                    outcomes[key] = state
                     row = self._load(edition, segment)
                     if row is not None and row.note:
-                        summary.notes[key] = row.note
+                        notes[key] = row.note
         finally:
             done.set()
             beater.join()
-        return summary
+        return RunSummary(outcomes, notes, tuple(at_risk))
 
     def run(self, *, poll_seconds: float = 5.0, stop: threading.Event | None = None) -> None:
         """Run until `stop` is set, SIGTERM or Ctrl-C; running sends are finished first."""
