@@ -116,6 +116,9 @@ class Settings(BaseModel):
         default="Yes, send me the digest by email. I can unsubscribe or change my region at any time "
                 "with the links in every email.", min_length=1, max_length=1000)
 
+    # The comms team's address: told when the complaint guard pauses an edition
+    notify_email: str | None = None
+
     # Scheduling
     timezone: str = "Europe/London"
     misfire_grace_minutes: int = Field(default=30, ge=0)

@@ -12,6 +12,11 @@ Tables:
                                                              per reason)
   digest_occurrences                                        (recurring digests: one row per
                                                              digest per date)
+  segment_definitions, segment_versions                     (segments live here; segments.yaml
+                                                             is their seed and export format)
+  edition_pauses                                            (complaint guard)
+  console_users, console_sessions, console_audit,
+  import_jobs                                               (the console)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -442,3 +448,126 @@ class DigestOccurrence(Base):
     decided_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------- segments
+
+
+class SegmentDefinition(Base):
+    """The current rule of one segment. `rule` is the rule in the segments.yaml rule language
+    (YAML text), so the console, `segments apply` and `segments export` share one language.
+    Order: `priority` (1, 2, … for the segments in the priority list, else NULL), then `ordinal`."""
+
+    __tablename__ = "segment_definitions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    rule: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[int | None] = mapped_column(Integer)
+    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class SegmentVersion(Base):
+    """Every version of every segment (created, changed, deleted): when, who, what it was."""
+
+    __tablename__ = "segment_versions"
+    __table_args__ = (Index("ix_segment_versions_name_version", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))  # "create", "update", "delete", "seed"
+    rule: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- complaint guard
+
+
+class EditionPause(Base):
+    """An edition whose remaining batches must not be sent (too many spam reports), until a person
+    resumes it. One row per edition; resumed_at set = no longer paused."""
+
+    __tablename__ = "edition_pauses"
+
+    edition: Mapped[str] = mapped_column(String(100), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paused_by: Mapped[str] = mapped_column(String(200))
+    resumed_at: Mapped[datetime | None]
+    resumed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# ---------------------------------------------------------------- console
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the console. The password is kept only as an argon2id hash; the
+    one-time set-password link only as a SHA-256 of its token."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    role: Mapped[str] = mapped_column(String(20))  # "comms" or "admin"
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    setup_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    setup_expires_at: Mapped[datetime | None]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored, so reading
+    the database does not let anyone take over a session."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ConsoleAudit(Base):
+    """What a console user (or `newsletter users`) did to editions, schedules, segments, users:
+    when, who, what, on what. Member changes go to audit_log, batch changes to batch_audit."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))  # "console:ann@example.org", "cli"
+    action: Mapped[str] = mapped_column(String(40))  # "test-send", "schedule", "segment-update", ...
+    target: Mapped[str] = mapped_column(String(300))  # "2026-12:london", "segment london", "user ann@…"
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ImportJob(Base):
+    """A member import started in the console: its progress (rows read, bytes of the file) and,
+    when done, its result, so any worker can answer the progress bar."""
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(300))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(20), default="running")  # running, done, failed
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

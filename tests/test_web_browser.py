@@ -5,10 +5,7 @@ outbox transport. Screenshots go to build/screenshots/ (kept for a person to loo
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,29 +24,10 @@ from newsletter.models import Subscriber
 from newsletter.render import build_edition
 from newsletter.web import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"  # the `browser` fixture: conftest.py
 BASE = "https://www.example.org/newsletter"  # public_base_url of the sample project
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """One Chromium for the whole run (Debian's package: installed with apt when missing, as on CI)."""
-    if not CHROMIUM.exists():
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("chromium is not installed and cannot be installed here")
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _free_port() -> int:

@@ -26,6 +26,7 @@ from newsletter.cli import (
     sends,
     serve,
     subscribers,
+    users,
 )
 from newsletter.errors import DatabaseError, NewsletterError
 
@@ -66,6 +67,7 @@ database.register(app)
 secret.register(app)
 serve.register(app)
 doctor.register(app)
+users.register(app)
 
 
 def environment_failure(exc: BaseException) -> NewsletterError | None:

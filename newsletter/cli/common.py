@@ -16,6 +16,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
+    from newsletter.content import KnownSegments
     from newsletter.db import Database
 
 
@@ -42,6 +43,18 @@ def database(cfg: Settings | None = None) -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+def known_segments(cfg: Settings) -> KnownSegments:
+    """The segment names a manifest may use: the stored segments when there is a database (the
+    database is their truth), else subscribers/segments.yaml."""
+    from newsletter.db import database_exists
+    from newsletter.members import defined_segments, stored_defined_segments
+
+    if not database_exists(cfg.resolved_database_url):
+        return defined_segments(cfg.project_dir)
+    with database(cfg) as db:
+        return stored_defined_segments(db, cfg.project_dir)
 
 
 def manifest_path(cfg: Settings, given: Path) -> Path:

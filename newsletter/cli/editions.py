@@ -47,14 +47,13 @@ def check_command(
     """List every problem in a manifest (file:line:col), then build it and run the gates.
 
     Exit 0 when nothing fails, 2 for manifest problems, 1 when a built email fails a gate."""
+    from newsletter.cli.common import known_segments
     from newsletter.content import check_manifest
-    from newsletter.members import defined_segments
     from newsletter.render import BuildGateFailed, build_edition
 
     cfg = settings(near=manifest)
     manifest = manifest_path(cfg, manifest)
-    manifest = manifest_path(cfg, manifest)
-    known = defined_segments(cfg.project_dir)
+    known = known_segments(cfg)
     problems = check_manifest(manifest, cfg, known)
     for problem in problems:
         print(str(problem))
@@ -81,15 +80,20 @@ def _print_edition_coverage(cfg: Settings, edition_segments: list[str]) -> None:
     from newsletter.cli.common import database
     from newsletter.cli.sends import print_coverage
     from newsletter.db import database_exists
-    from newsletter.members import coverage, default_path, load_segments
+    from newsletter.errors import NotFound
+    from newsletter.members import coverage, load_segment_set
 
-    path = default_path(cfg.project_dir)
-    if not path.is_file() or not database_exists(cfg.resolved_database_url):
-        print("coverage: not checked (no subscribers/segments.yaml or no member database yet)")
+    if not database_exists(cfg.resolved_database_url):
+        print("coverage: not checked (no member database yet)")
         return
-    segment_set = load_segments(path)
-    with database(cfg) as db, db.session() as session:
-        reach = coverage(session, segment_set, edition_segments)
+    with database(cfg) as db:
+        try:
+            segment_set = load_segment_set(db, cfg.project_dir)
+        except NotFound:
+            print("coverage: not checked (no segments defined yet)")
+            return
+        with db.session() as session:
+            reach = coverage(session, segment_set, edition_segments)
     for s in reach.segments:
         print(f"{s.segment}: {s.audience:,} active member{'s' if s.audience != 1 else ''} today")
     print_coverage(reach)
@@ -107,7 +111,7 @@ def preview_command(
 
     Variants appear side by side, each with its inbox line (from, subject, preheader), gate results
     and plain-text part. With --serve the page is served on 127.0.0.1 until Ctrl-C."""
-    from newsletter.members import defined_segments
+    from newsletter.cli.common import known_segments
     from newsletter.render import build_edition, serve_preview, write_preview
 
     cfg = settings(near=manifest)
@@ -115,7 +119,7 @@ def preview_command(
         build_dir = Path(tmp) / "build"
         failure: NewsletterError | None = None
         try:
-            build_edition(manifest, cfg, out_dir=build_dir, segments=defined_segments(cfg.project_dir))
+            build_edition(manifest, cfg, out_dir=build_dir, segments=known_segments(cfg))
         except GateFailed as exc:  # still worth previewing: the page shows which gate failed
             if not (build_dir / "build.json").is_file():
                 raise
@@ -196,14 +200,13 @@ def build_command(
     """Build every segment's email: DIR/<segment>.html, .txt, .eml and DIR/build.json.
 
     Exit 1 when any variant fails a quality gate (the files are still written)."""
-    from newsletter.cli.common import console
-    from newsletter.members import defined_segments
+    from newsletter.cli.common import console, known_segments
     from newsletter.render import BuildGateFailed, build_edition
 
     try:
         cfg = settings(near=manifest)
         manifest = manifest_path(cfg, manifest)
-        result = build_edition(manifest, cfg, out_dir=out, segments=defined_segments(cfg.project_dir))
+        result = build_edition(manifest, cfg, out_dir=out, segments=known_segments(cfg))
     except BuildGateFailed as exc:
         console.print(_build_table(exc.result))
         raise

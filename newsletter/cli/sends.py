@@ -93,10 +93,10 @@ def _build_dir(manifest: Path, build: Path | None, cfg: Settings) -> Path:
         from newsletter.render import build_edition
     except ImportError:
         raise InputError("building is not available in this version", hint="pass --build DIR (a built edition)") from None
+    from newsletter.cli.common import known_segments
     from newsletter.delivery import edition_started
-    from newsletter.members import defined_segments
 
-    known = defined_segments(cfg.project_dir)
+    known = known_segments(cfg)
     edition = load_manifest(manifest_path(cfg, manifest), cfg, known)
     out_dir = cfg.project_dir / "build" / edition.id
     with database(cfg) as db:
@@ -211,17 +211,43 @@ def send_command(
     now: Annotated[bool, typer.Option(
         "--now", help="Send segments that are scheduled at once: their schedule is cancelled (noted in "
                       "`schedule list`).")] = False,
+    test: Annotated[list[str] | None, typer.Option(
+        "--test", help="Send a [TEST] of each variant (or the --segment ones) to this address only (repeatable); "
+                       "nothing is frozen and it is not counted as a send.")] = None,
 ) -> None:
     """Send an edition: build it (or load --build), freeze the audience, deliver, report. Re-running resumes.
 
     A segment that is scheduled is refused unless --now (which cancels its schedule)."""
     import getpass
 
-    from newsletter.delivery import SendInterrupted, make_transport, plan_send, send_edition, what_is_left
+    from newsletter.delivery import (
+        EditionPaused,
+        SendInterrupted,
+        make_transport,
+        plan_send,
+        proof_addresses,
+        send_edition,
+        send_test,
+        what_is_left,
+    )
     from newsletter.schedule import release_for_direct_send
 
     cfg = settings(near=manifest, sandbox_mode=True if sandbox else None, outbox_dir=outbox)
+    if test and dry_run:
+        raise InputError("--test and --dry-run do not go together", hint="a test send already sends nothing to members")
+    addresses = proof_addresses(test) if test else ()
     chosen = None if dry_run else make_transport(cfg, transport)  # a bad --outbox fails before building
+    if test:
+        from newsletter.schedule import proof_build
+
+        assert chosen is not None
+        with database(cfg) as db:
+            build_dir = cfg.path(build) if build is not None else proof_build(db, cfg, manifest_path(cfg, manifest))
+        done = send_test(cfg, build_dir, addresses, transport=chosen, segments=segment or None)
+        for segment_name, subject in zip(done.segments, done.subjects, strict=True):
+            console.print(Text(f"test of {done.edition}:{segment_name} sent to {', '.join(done.addresses)}: {subject}"))
+        console.print("not a send: nothing was frozen or counted (`newsletter sends list` is unchanged)", markup=False)
+        return
     build_dir = _build_dir(manifest, build, cfg)
     if dry_run:
         with database(cfg) as db:
@@ -251,6 +277,12 @@ def send_command(
             reports = send_edition(db, cfg, build_dir, segments=segment or None, transport=chosen,
                                    resend_uncertain=resend_uncertain, dry_run=dry_run,
                                    confirm=asked, progress=progress)
+    except EditionPaused as paused:
+        if progress:
+            progress.stop()
+        if paused.reports:
+            print_reports(paused.reports, as_json, after_send=True)
+        raise
     except SendInterrupted as stopped:
         if progress:
             progress.stop()
@@ -320,6 +352,20 @@ def sends_show(
             f"opens {c.opens:,} by {c.unique_openers:,} people (+{c.machine_opens:,} machine opens, not counted), "
             f"clicks {c.clicks:,}, bounces {c.bounces:,}, dropped {c.dropped:,}, spam reports {c.spam_reports:,}, "
             f"unsubscribes {c.unsubscribes:,}", markup=False, highlight=False)
+
+
+@sends_app.command("resume")
+def sends_resume(edition: Annotated[str, typer.Argument(help="The paused edition's id, e.g. 2026-12.")]) -> None:
+    """Lift the complaint guard's pause of an edition; the next `send` sends its remaining batches."""
+    import getpass
+
+    from newsletter.delivery import remaining_recipients, resume_edition
+
+    with database() as db:
+        pause = resume_edition(db, edition, actor=f"cli:{getpass.getuser()}")
+        left = remaining_recipients(db, edition)
+    console.print(Text(f"edition {pause.edition} resumed (it was paused: {pause.reason}); {left:,} recipients "
+                       "are waiting: send the edition again to send them"))
 
 
 @sends_app.command("batches")

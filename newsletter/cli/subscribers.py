@@ -21,11 +21,13 @@ from newsletter.cli.common import (
 from newsletter.errors import InputError, SegmentError
 
 if TYPE_CHECKING:
+    from newsletter.db import Database
     from newsletter.members import SegmentSet, SubscriberDetails
 
 subscribers_app = typer.Typer(help="Members: import, export, admin and GDPR requests.",
                               no_args_is_help=True)
-segments_app = typer.Typer(help="Segments defined in subscribers/members.yaml.", no_args_is_help=True)
+segments_app = typer.Typer(help="Segments: stored in the database, seeded from subscribers/segments.yaml.",
+                            no_args_is_help=True)
 
 LARGE_FILE_BYTES = 1 << 20
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -160,12 +162,12 @@ def export_cmd(
         raise InputError(f"--format {format_!r}: use csv or json")
     cfg = settings()
     where = None
-    if segment:
-        seg = members.load_segments(members.default_path(cfg.project_dir))
-        where = members.audience_clause(seg, members.resolve_segment(segment, seg.names, where=f"in {seg.path}"))
     stream = members.open_output(out) if out else sys.stdout  # before any work: a bad path fails fast
     try:
         with database(cfg) as db, db.session() as session:
+            if segment:
+                seg = members.load_segment_set(db, cfg.project_dir)
+                where = members.audience_clause(seg, members.resolve_segment(segment, seg.names, where="in the segments"))
             writer = members.write_csv if format_ == "csv" else members.write_json
             count = writer(members.iter_export(session, where), stream)
     finally:
@@ -355,18 +357,79 @@ def access_cmd(email: EmailArg,
 # ---------------------------------------------------------------- segments
 
 
-FileOpt = Annotated[Path | None, typer.Option("--file", help="Segments file (default subscribers/members.yaml).")]
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Segments file (default subscribers/segments.yaml).")]
+ReadOpt = Annotated[Path | None, typer.Option(
+    "--file", help="Read this segments file instead of the stored segments (the database).")]
 
 
-def _segments(file: Path | None) -> SegmentSet:
+def _segments(file: Path | None, db: Database) -> SegmentSet:
     from newsletter import members
 
-    return members.load_segments(file or members.default_path(settings().project_dir))
+    if file is not None:
+        return members.load_segments(file)
+    return members.load_segment_set(db, settings().project_dir)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@segments_app.command("apply")
+def apply_cmd(file: Annotated[Path, typer.Argument(help="A segments file (the segments.yaml format).")]) -> None:
+    """Make the file's segments the stored ones (created, changed, deleted; each change a new
+    version naming you). Nothing changes when the file has a problem."""
+    from newsletter import members
+
+    with database() as db:
+        result = members.apply_segments(db, file, actor=_actor())
+    for label, names in (("created", result.created), ("updated", result.updated), ("deleted", result.deleted)):
+        if names:
+            console.print(f"{label}: {escape(', '.join(names))}")
+    console.print(f"{file}: {len(result.created)} created, {len(result.updated)} updated, {len(result.deleted)} deleted, "
+                  f"{len(result.unchanged)} unchanged", markup=False)
+
+
+@segments_app.command("export")
+def export_segments_cmd(out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None) -> None:
+    """The stored segments as a segments.yaml (`segments apply` reads it back to the same rules)."""
+    from newsletter import members
+
+    cfg = settings()
+    with database(cfg) as db:
+        text = members.export_segments(db, cfg.project_dir)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text, "utf-8")
+    err_console.print(f"wrote {out}", markup=False)
+
+
+@segments_app.command("history")
+def history_cmd(name: Annotated[str | None, typer.Argument(help="One segment (default: all).")] = None,
+                json_: JsonOpt = False) -> None:
+    """Every stored version of the segments: when, who, what the rule was."""
+    from newsletter import members
+
+    with database() as db:
+        changes = members.segment_history(db, name)
+    if json_:
+        print_json([{**c.__dict__, "at": c.at.isoformat()} for c in changes])
+        return
+    table = Table("when (UTC)", "segment", "version", "change", "by", "rule")
+    for c in changes:
+        table.add_row(f"{c.at:%Y-%m-%d %H:%M}", escape(c.name), str(c.version), c.action, escape(c.actor),
+                      escape(" ".join((c.rule or "").split())))
+    console.print(table)
 
 
 @segments_app.command("check")
 def check_cmd(file: FileOpt = None) -> None:
-    """Check the segments file; errors name file:line:col."""
+    """Check a segments file (before `segments apply`); errors name file:line:col."""
     from newsletter import members
 
     path = file or members.default_path(settings().project_dir)
@@ -378,12 +441,12 @@ def check_cmd(file: FileOpt = None) -> None:
 
 
 @segments_app.command("list")
-def list_cmd(file: FileOpt = None, json_: JsonOpt = False) -> None:
+def list_cmd(file: ReadOpt = None, json_: JsonOpt = False) -> None:
     """Each segment: name, rule, and how many active members it would send to."""
     from newsletter import members
 
-    seg = _segments(file)
     with database() as db:
+        seg = _segments(file, db)
         with db.session() as session:
             rows = members.segment_counts(session, seg)
     if json_:
@@ -398,13 +461,13 @@ def list_cmd(file: FileOpt = None, json_: JsonOpt = False) -> None:
 @segments_app.command("show")
 def show_segment_cmd(name: Annotated[str, typer.Argument(help="Segment name.")],
                      limit: Annotated[int, typer.Option(help="Members to list.")] = 50,
-                     file: FileOpt = None, json_: JsonOpt = False) -> None:
+                     file: ReadOpt = None, json_: JsonOpt = False) -> None:
     """A segment's rule, member count and first members."""
     from newsletter import members
 
-    seg = _segments(file)
-    name = members.resolve_segment(name, seg.names, where=f"in {seg.path}")
     with database() as db:
+        seg = _segments(file, db)
+        name = members.resolve_segment(name, seg.names, where="in the segments")
         with db.session() as session:
             count = members.count_members(session, seg, name)
             members = [members.subscriber_record(s)

@@ -6,6 +6,19 @@ request per batch and hand it to a transport, exactly once.
 
 from newsletter.delivery.archive import ArchiveEntry, archived_editions, archived_html, neutral_html
 from newsletter.delivery.audience import AudiencePlan, SegmentPlan
+from newsletter.delivery.complaints import (
+    COMPLAINT_RATE,
+    MIN_DELIVERED,
+    ComplaintFigures,
+    PauseView,
+    complaint_figures,
+    edition_pause,
+    guard_complaints,
+    list_pauses,
+    pause_edition,
+    remaining_recipients,
+    resume_edition,
+)
 from newsletter.delivery.doctor import DnsRecords, Finding, check_domain, sendgrid_domains
 from newsletter.delivery.events import (
     EventCounts,
@@ -27,6 +40,7 @@ from newsletter.delivery.notices import (
     notify_send_paused,
     retry_notices,
 )
+from newsletter.delivery.proofs import MAX_ADDRESSES, TEST_PREFIX, TEST_SENDS, TestSend, proof_addresses, send_test
 from newsletter.delivery.recovery import (
     AuditRow,
     BatchChange,
@@ -38,7 +52,17 @@ from newsletter.delivery.recovery import (
     mark_batch_delivered,
     requeue_batch,
 )
+from newsletter.delivery.reports import (
+    TIMELINE_EVENTS,
+    EditionReport,
+    SegmentFigures,
+    TimePoint,
+    edition_report,
+    event_timeline,
+    reported_editions,
+)
 from newsletter.delivery.send import (
+    EditionPaused,
     ProgressSink,
     RunReport,
     SendInterrupted,
@@ -76,6 +100,31 @@ from newsletter.delivery.transports import (
 )
 
 __all__ = [
+    "TIMELINE_EVENTS",
+    "EditionReport",
+    "SegmentFigures",
+    "TimePoint",
+    "edition_report",
+    "event_timeline",
+    "reported_editions",
+    "COMPLAINT_RATE",
+    "MAX_ADDRESSES",
+    "MIN_DELIVERED",
+    "TEST_PREFIX",
+    "TEST_SENDS",
+    "ComplaintFigures",
+    "EditionPaused",
+    "PauseView",
+    "TestSend",
+    "complaint_figures",
+    "edition_pause",
+    "guard_complaints",
+    "list_pauses",
+    "pause_edition",
+    "proof_addresses",
+    "remaining_recipients",
+    "resume_edition",
+    "send_test",
     "ERASE",
     "DnsRecords",
     "Finding",

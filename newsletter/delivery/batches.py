@@ -26,11 +26,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import and_, bindparam, or_, select, true, update
+from sqlalchemy import and_, bindparam, not_, or_, select, true, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from newsletter.db import Database
+from newsletter.delivery.complaints import paused_runs
 from newsletter.delivery.journal import OutcomeJournal, replay_journals
 from newsletter.delivery.leases import new_owner_id, owner_alive
 from newsletter.delivery.ratelimit import DatabaseRate, process_limiter
@@ -241,7 +242,7 @@ class Sender:
         t = utcnow()
         return and_(
             Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value,
-            or_(Batch.not_before.is_(None), Batch.not_before <= t),
+            or_(Batch.not_before.is_(None), Batch.not_before <= t), not_(paused_runs()),
         )
 
     def _claim_in(self, session: Session) -> Claim | None:
@@ -312,7 +313,8 @@ class Sender:
         def due_next() -> list[datetime | None]:
             with self.db.session() as session:
                 return list(session.scalars(
-                    select(Batch.not_before).where(Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value)
+                    select(Batch.not_before).where(Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value,
+                                                   not_(paused_runs()))
                     .order_by(Batch.not_before.is_not(None), Batch.not_before).limit(1)
                 ).all())
 

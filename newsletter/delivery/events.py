@@ -32,9 +32,12 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.delivery.complaints import guard_complaints
 from newsletter.delivery.recovery import mark_batch_delivered
 from newsletter.delivery.send import _mark_runs
+from newsletter.delivery.transports import Transport
 from newsletter.errors import ConfigError, InputError
 from newsletter.members import normalise_email, stop_active
 from newsletter.models import (
@@ -106,10 +109,12 @@ class IngestResult:
     ignored: int  # not an event we can use (no sg_event_id or event name)
     status_changes: int
     batches_settled: tuple[tuple[int, int], ...] = field(default_factory=tuple)  # (run id, batch seq)
+    editions_paused: tuple[str, ...] = ()  # by the complaint guard (complaints.py)
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["batches_settled"] = [list(x) for x in self.batches_settled]
+        data["editions_paused"] = list(self.editions_paused)
         return data
 
 
@@ -296,8 +301,11 @@ def _settle(db: Database, events: list[_Event]) -> tuple[tuple[int, int], ...]:
     return tuple(settled)
 
 
-def ingest_events(db: Database, payload: Sequence[object]) -> IngestResult:
-    """Store and act on one POST's events (see the module docstring). Idempotent."""
+def ingest_events(db: Database, payload: Sequence[object], *, settings: Settings | None = None,
+                  transport: Transport | None = None) -> IngestResult:
+    """Store and act on one POST's events (see the module docstring), then run the complaint guard
+    over the runs they belong to (with settings and a transport, a pause is emailed to the comms
+    address). Idempotent."""
     parsed = [e for e in (_parse(item) for item in payload) if e is not None]
     unique = list({e.sg_event_id: e for e in parsed}.values())
     with db.write_session() as session:
@@ -306,8 +314,10 @@ def ingest_events(db: Database, payload: Sequence[object]) -> IngestResult:
         fresh = [e for e in unique if e.sg_event_id in new_ids]
         changes = _change_statuses(session, fresh)
     settled = _settle(db, unique)
+    complained = sorted({e.run_id for e in fresh if e.event == "spamreport" and e.run_id is not None})
+    paused = guard_complaints(db, complained, settings=settings, transport=transport)
     return IngestResult(len(payload), len(new_ids), len(unique) - len(new_ids), len(payload) - len(parsed),
-                        changes, settled)
+                        changes, settled, tuple(paused))
 
 
 # ---------------------------------------------------------------- figures

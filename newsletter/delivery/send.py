@@ -28,17 +28,19 @@ from newsletter.delivery.audience import (
     plan_audience,
 )
 from newsletter.delivery.batches import Sender, SendPolicy, prepare_runs
+from newsletter.delivery.complaints import edition_pause
 from newsletter.delivery.journal import journal_dir
 from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
-from newsletter.members import SegmentSet, coverage, default_path, edition_order, load_segments, resolve_segments
+from newsletter.members import SegmentSet, coverage, edition_order, load_segment_set, resolve_segments
 from newsletter.models import Batch, BatchStatus, RunStatus, SendRun, utcnow
 from newsletter.render import load_build, unsubscribe_mailbox
 
 __all__ = [
     "AudiencePlan",
+    "EditionPaused",
     "ProgressSink",
     "RunReport",
     "SegmentPlan",
@@ -106,6 +108,17 @@ class RunReport:
         return data
 
 
+class EditionPaused(DeliveryError):
+    """The edition is paused (complaint guard): nothing more of it is sent until a person resumes it."""
+
+    def __init__(self, edition: str, reason: str, reports: list[RunReport] | None = None) -> None:
+        super().__init__(f"edition {edition} is paused, nothing more of it is sent: {reason}",
+                         hint=f"look at `newsletter sends show {edition}`; to go on: "
+                              f"newsletter sends resume {edition}, then send again")
+        self.edition = edition
+        self.reports = reports or []
+
+
 class SendInterrupted(DeliveryError):
     """Ctrl-C: requests in flight were finished and recorded; `send` again resumes."""
 
@@ -137,11 +150,12 @@ def load_variants(build_dir: Path) -> tuple[str, list[VariantToSend]]:
     ]
 
 
-def _segment_rules(settings: Settings, edition_segments: Sequence[str]) -> SegmentSet:
-    segment_set = load_segments(default_path(settings.project_dir))
+def _segment_rules(db: Database, settings: Settings, edition_segments: Sequence[str]) -> SegmentSet:
+    segment_set = load_segment_set(db, settings.project_dir)
     missing = [s for s in edition_segments if s not in segment_set]
     if missing:
-        raise InputError(f"segment {missing[0]!r} is not defined in subscribers/segments.yaml")
+        raise InputError(f"segment {missing[0]!r} is not defined (see `newsletter segments list`)",
+                         hint="add it in the console or with `newsletter segments apply FILE`")
     return segment_set
 
 
@@ -160,7 +174,7 @@ def plan_send(db: Database, settings: Settings, build_dir: Path, *, segments: li
     edition, variants = load_variants(Path(build_dir))
     chosen = _chosen(variants, segments, build_dir, edition)
     edition_segments = [v.segment for v in variants]
-    segment_set = _segment_rules(settings, edition_segments)
+    segment_set = _segment_rules(db, settings, edition_segments)
     reach = None
     if with_coverage:
         with db.session() as session:
@@ -233,7 +247,7 @@ def send_edition(
     edition, all_variants = load_variants(Path(build_dir))
     variants = _chosen(all_variants, segments, build_dir, edition)
     edition_segments = [v.segment for v in all_variants]
-    assignments = _assignments(_segment_rules(settings, edition_segments), edition_segments,
+    assignments = _assignments(_segment_rules(db, settings, edition_segments), edition_segments,
                                [v.segment for v in variants])
     plan = plan_audience(db, edition, [v.segment for v in variants], assignments)
     if dry_run:
@@ -241,6 +255,7 @@ def send_edition(
                 for p, v in zip(plan.segments, variants, strict=True)]
     if confirm is not None and not confirm(plan):
         return []
+    _refuse_paused(db, edition)
     transport = transport or make_transport(settings)
     # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
     run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
@@ -275,7 +290,15 @@ def send_edition(
         _mark_runs(db, run_ids, transport.name, starting=False)
         raise SendInterrupted([_report(db, _run(db, rid), sent[rid]) for rid in run_ids]) from None
     _mark_runs(db, run_ids, transport.name, starting=False)
-    return [_report(db, _run(db, rid), sent[rid]) for rid in run_ids]
+    reports = [_report(db, _run(db, rid), sent[rid]) for rid in run_ids]
+    _refuse_paused(db, edition, reports)  # paused while sending: say so rather than "pending"
+    return reports
+
+
+def _refuse_paused(db: Database, edition: str, reports: list[RunReport] | None = None) -> None:
+    pause = edition_pause(db, edition)
+    if pause is not None and pause.active:
+        raise EditionPaused(edition, pause.reason, reports)
 
 
 def what_is_left(reports: Sequence[RunReport]) -> tuple[str, str] | None:

@@ -5,11 +5,28 @@ The store does not send: delivery reads who is eligible from here.
 """
 
 from newsletter.members.coverage import Coverage, SegmentCoverage, coverage, edition_order
+from newsletter.members.import_jobs import ImportJobView, again_as_import, import_job, run_import_job, start_import_job
 from newsletter.members.imports import Change, ImportResult, Reject, import_file, import_sample
 from newsletter.members.privacy import access, erase
 from newsletter.members.provenance import FieldChange
 from newsletter.members.rate_limits import hit, limit_key
 from newsletter.members.segment_names import resolve_segment, resolve_segments
+from newsletter.members.segment_store import (
+    ApplyResult,
+    RulePreview,
+    SegmentChange,
+    StoredSegment,
+    apply_segments,
+    compile_rule_text,
+    delete_segment,
+    export_segments,
+    load_segment_set,
+    preview_rule,
+    save_segment,
+    segment_history,
+    stored_defined_segments,
+    stored_segments,
+)
 from newsletter.members.segments import (
     SegmentSet,
     audience_clause,
@@ -77,6 +94,25 @@ from newsletter.members.suppressions import (
 )
 
 __all__ = [
+    "ImportJobView",
+    "again_as_import",
+    "import_job",
+    "run_import_job",
+    "start_import_job",
+    "ApplyResult",
+    "RulePreview",
+    "SegmentChange",
+    "StoredSegment",
+    "apply_segments",
+    "compile_rule_text",
+    "delete_segment",
+    "export_segments",
+    "load_segment_set",
+    "preview_rule",
+    "save_segment",
+    "segment_history",
+    "stored_defined_segments",
+    "stored_segments",
     "PAUSE_MONTHS",
     "SIGNUP_LIFETIME",
     "Change",

@@ -38,7 +38,8 @@ from newsletter.members.provenance import (
     keep_manual_edits,
     with_sources,
 )
-from newsletter.members.segments import default_path, load_segments, segment_counts
+from newsletter.members.segment_store import load_segment_set
+from newsletter.members.segments import segment_counts
 from newsletter.members.spreadsheets import SourceRow, open_rows
 from newsletter.members.subscribers import (
     SubscriberDetails,
@@ -447,6 +448,6 @@ def import_sample(db: Database, project_dir: Path) -> tuple[ImportResult, list[d
     of subscribers/segments.yaml. Returns (import result, segments.segment_counts rows)."""
 
     result = import_file(db, project_dir / "subscribers" / "sample.csv", source="sample")
-    segment_set = load_segments(default_path(project_dir))
+    segment_set = load_segment_set(db, project_dir)
     with db.session() as session:
         return result, segment_counts(session, segment_set)

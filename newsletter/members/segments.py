@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from newsletter.content import KnownSegments, YamlDocument, load_yaml, validate_yaml
 from newsletter.errors import NotFound, Problem, ProblemsError, SegmentError
 from newsletter.members.segment_rules import Rule, compile_rule
-from newsletter.members.segments_file import SegmentsFile
+from newsletter.members.segments_file import RuleNode, SegmentsFile
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 
 
@@ -111,6 +111,16 @@ def parse_segments(doc: YamlDocument, path: Path) -> SegmentSet:
         line, col = doc.where(("segments", name), key=True)
         segments[name] = Segment(name, definition.rule.to_rule(), definition.description or "", line, col)
     return SegmentSet(path, segments, tuple(n for n in model.priority if n in segments))
+
+
+def parse_rule(doc: YamlDocument) -> Rule:
+    """One rule on its own (the console's editor, a stored segment), read by the same model as a
+    segment's `rule:` in segments.yaml; SegmentError listing every problem (line:col within the text)."""
+    checked = validate_yaml(doc, RuleNode)
+    problems = [*doc.duplicate_keys, *checked.problems]
+    if problems or checked.value is None:
+        raise SegmentError(sorted(problems, key=lambda p: (p.line, p.col)) or [doc.problem((), "empty rule")])
+    return checked.value.to_rule()
 
 
 def load_segments(path: Path) -> SegmentSet:

@@ -17,6 +17,13 @@ from newsletter.schedule.digests import (
     run_digest_now,
     skip_occurrence,
 )
+from newsletter.schedule.editions import (
+    EditionSummary,
+    SegmentState,
+    edition_summaries,
+    edition_summary,
+    proof_build,
+)
 from newsletter.schedule.planning import (
     ScheduledSendInfo,
     cancel,
@@ -39,6 +46,11 @@ __all__ = [
     "Occurrences",
     "Risk",
     "RunSummary",
+    "EditionSummary",
+    "SegmentState",
+    "edition_summaries",
+    "edition_summary",
+    "proof_build",
     "ScheduledSendInfo",
     "approve_occurrence",
     "cancel",

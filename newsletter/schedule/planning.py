@@ -34,7 +34,7 @@ from newsletter.content import (
 from newsletter.db import Database
 from newsletter.delivery import plan_send
 from newsletter.errors import GateFailed, InputError, NotFound, ScheduleError
-from newsletter.members import defined_segments, resolve_segment, resolve_segments
+from newsletter.members import resolve_segment, resolve_segments, stored_defined_segments
 from newsletter.models import ScheduledSend, ScheduleState, SendRun, TimeSource, utcnow
 from newsletter.render import Build, VariantRecord, build_edition, inputs_fingerprint, load_build
 from newsletter.schedule.risk import Risk, RiskChecker
@@ -203,7 +203,7 @@ def schedule_edition(
 
     now = now or utcnow()
     manifest_path = Path(manifest_path).resolve()
-    edition = load_manifest(manifest_path, settings, defined_segments(settings.project_dir))
+    edition = load_manifest(manifest_path, settings, stored_defined_segments(db, settings.project_dir))
     build, fingerprint = freeze_build(manifest_path, settings, edition.id)
     send_window = SendWindow.parse(window) if window else None
     plans = plan_sends(build.variants, segments=segments, at=at, window=send_window, now=now)

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database, open_database
 from newsletter.delivery import MemberLinks, Transport, make_transport, signature_checker, token_keys
-from newsletter.web import archive_pages, member_pages, signup_pages, webhook
+from newsletter.web import archive_pages, console, member_pages, signup_pages, webhook
 from newsletter.web.pages import STATIC, WebState, render, template_environment
 from newsletter.web.security import SecurityHeaders, install_log_redaction
 
@@ -39,6 +39,10 @@ async def health(request: Request) -> Response:
 
 async def archive_root(request: Request) -> Response:
     return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/archive/", status_code=308)
+
+
+async def admin_root(request: Request) -> Response:
+    return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/admin/", status_code=308)
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -71,6 +75,8 @@ ROUTES = [
     Route("/archive/", archive_pages.archive_index),
     Route("/archive/{edition}/{segment}", archive_pages.archive_variant),
     Route("/webhooks/sendgrid", webhook.sendgrid_events, methods=["POST"]),
+    Route("/admin", admin_root),
+    Mount("/admin", routes=console.ROUTES),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 

@@ -23,7 +23,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 # An archived email: its own inline styles and remote images, and nothing that runs.
 EMAIL_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'none'; "
              "frame-ancestors 'none'; base-uri 'none'")
-TOKEN_PATH = re.compile(r"/(u|p|c|e)/[^/?#\s\"]+")
+TOKEN_PATH = re.compile(r"/(u|p|c|e|admin/set-password)/[^/?#\s\"]+")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

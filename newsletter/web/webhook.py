@@ -36,5 +36,5 @@ async def sendgrid_events(request: Request) -> Response:
         return PlainTextResponse("expected a JSON array of events", status_code=400)
     if not isinstance(events, list):
         return PlainTextResponse("expected a JSON array of events", status_code=400)
-    result = await run_in_threadpool(ingest_events, web.db, events)
+    result = await run_in_threadpool(ingest_events, web.db, events, settings=web.settings, transport=web.transport)
     return JSONResponse(result.as_dict())
