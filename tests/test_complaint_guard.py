@@ -20,7 +20,6 @@ from newsletter.delivery import (
     resume_edition,
     send_edition,
 )
-from newsletter.delivery.notices import NOTICES
 
 
 def _events(transport: MemoryTransport, name: str, count: int, *, skip: int = 0) -> list[dict[str, object]]:
@@ -58,7 +57,7 @@ def test_spam_reports_over_the_rate_pause_the_rest_of_the_edition_until_resumed(
     assert pause is not None and pause.active and "2 spam reports for 1,200 delivered" in pause.reason
     (notice,) = notices.requests
     body = notice.json()
-    assert notice.edition == NOTICES and body["personalizations"][0]["to"] == [{"email": "comms@example.org"}]
+    assert notice.edition == "_notices" and body["personalizations"][0]["to"] == [{"email": "comms@example.org"}]
     assert "2026-12" in body["subject"] and "sends resume 2026-12" in body["content"][0]["value"]
     # nothing more of the edition goes: the other segments are refused, nothing reaches the transport
     later = MemoryTransport()
