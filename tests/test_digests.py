@@ -383,3 +383,22 @@ def test_the_running_daemon_prepares_a_due_occurrence_on_one_of_its_threads(env)
         thread.join(timeout=60)
     assert [s.segment for s in list_schedule(db, settings, edition=f"{DIGEST}-2099-01-06")] == [
         "london", "scotland", "wales"]
+
+
+def test_digests_use_the_stored_segments_like_every_other_reader(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A segment that exists only in the database (made in the console, or by `segments apply`)
+    may be named by a digest; the file alone would refuse it."""
+    from newsletter.members import apply_segments
+    from newsletter.schedule.digests import load_digests
+
+    settings, db, project = env
+    extra = tmp_path / "segments.yaml"
+    extra.write_text((project / "subscribers" / "segments.yaml").read_text()
+                     + "  heads-of-it:\n    rule: {attributes: {role: {contains: head of}}}\n")
+    apply_segments(db, extra, actor="admin:test")
+    path = write_digest(project, feeds=[FEED_A])
+    path.write_text(path.read_text().replace("segments: [Scotland, Cymru, London]", "segments: [heads-of-it, London]"))
+    [(_, stored, problems)] = load_digests(settings, db)
+    assert stored is not None and problems == []
+    [(_, from_file, file_problems)] = load_digests(settings)
+    assert from_file is None and any("heads-of-it" in p for p in file_problems)

@@ -43,6 +43,7 @@ from newsletter.config import Settings
 from newsletter.content import (
     Article,
     Digest,
+    KnownSegments,
     Selection,
     analyse_digest,
     check_manifest,
@@ -60,7 +61,7 @@ from newsletter.content import (
 from newsletter.db import Database
 from newsletter.delivery import Notice, new_owner_id, notify, owner_alive
 from newsletter.errors import GateFailed, NewsletterError, NotFound, ProblemsError, ScheduleError
-from newsletter.members import defined_segments, resolve_segment
+from newsletter.members import defined_segments, resolve_segment, stored_defined_segments
 from newsletter.models import DigestOccurrence, OccurrenceState, ScheduledSend, utcnow
 from newsletter.render import build_edition
 from newsletter.schedule.planning import cancel, schedule_edition
@@ -82,9 +83,15 @@ def _segment_resolver(name: str, known: Sequence[str]) -> str:
     return resolve_segment(name, known, where="in subscribers/segments.yaml")
 
 
-def load_digests(settings: Settings) -> list[tuple[Path, Digest | None, list[str]]]:
+def known_segments(settings: Settings, db: Database | None) -> KnownSegments:
+    """The segments a digest may name: the stored ones (the database is their truth), or, with no
+    database at hand (a dry run on a fresh clone), subscribers/segments.yaml."""
+    return stored_defined_segments(db, settings.project_dir) if db is not None else defined_segments(settings.project_dir)
+
+
+def load_digests(settings: Settings, db: Database | None = None) -> list[tuple[Path, Digest | None, list[str]]]:
     """Every digest definition: (path, the digest or None, its problems as file:line:col)."""
-    known = defined_segments(settings.project_dir)
+    known = known_segments(settings, db)
     found = []
     for path in digest_paths(settings):
         digest, problems = analyse_digest(path, settings, known, _segment_resolver)
@@ -92,9 +99,9 @@ def load_digests(settings: Settings) -> list[tuple[Path, Digest | None, list[str
     return found
 
 
-def find_digest(settings: Settings, name: str) -> Digest:
+def find_digest(settings: Settings, name: str, db: Database | None = None) -> Digest:
     """The digest called `name`; NotFound naming the known ones, DigestError for its problems."""
-    found = {path.stem: (path, digest, problems) for path, digest, problems in load_digests(settings)}
+    found = {path.stem: (path, digest, problems) for path, digest, problems in load_digests(settings, db)}
     if name not in found:
         hint = f"the digests are: {', '.join(found)}" if found else "add issues/digests/<name>.yaml"
         raise NotFound(f"no digest {name!r} in issues/digests/", hint=hint)
@@ -222,7 +229,7 @@ def list_occurrences(db: Database, settings: Settings, name: str | None = None, 
         query = query.where(DigestOccurrence.digest == name)
     with db.session() as session:
         rows = session.scalars(query).all()
-    zones = {d.name: d.zone for _, d, _ in load_digests(settings) if d is not None}
+    zones = {d.name: d.zone for _, d, _ in load_digests(settings, db) if d is not None}
     return _infos(db, settings, rows, zones)
 
 
@@ -230,7 +237,7 @@ def list_digests(db: Database | None, settings: Settings, *, now: datetime | Non
     """Every digest definition with its next occurrence and last one (None db: no history)."""
     moment = now or utcnow()
     infos = []
-    for path, digest, problems in load_digests(settings):
+    for path, digest, problems in load_digests(settings, db):
         last = None
         if db is not None:
             latest = list_occurrences(db, settings, path.stem, limit=1)
@@ -248,7 +255,7 @@ def occurrence(db: Database, settings: Settings, name: str, occurs_on: date | st
     if row is None:
         raise NotFound(f"digest {name} has no occurrence on {day.isoformat()}",
                        hint=f"see `newsletter digests show {name}`")
-    zones = {d.name: d.zone for _, d, _ in load_digests(settings) if d is not None}
+    zones = {d.name: d.zone for _, d, _ in load_digests(settings, db) if d is not None}
     return _infos(db, settings, [row], zones)[0]
 
 
@@ -368,9 +375,9 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _check(settings: Settings, manifest: Path) -> str | None:
+def _check(settings: Settings, manifest: Path, known: KnownSegments) -> str | None:
     """The manifest's first error (as `check` prints it), or None when it is clean."""
-    problems = [p for p in check_manifest(manifest, settings, defined_segments(settings.project_dir))
+    problems = [p for p in check_manifest(manifest, settings, known)
                 if p.severity == "error"]
     return f"{len(problems)} problem(s) in {manifest.name}: {problems[0]}" if problems else None
 
@@ -482,7 +489,7 @@ class Occurrences:
         self._expire_reviews(now)
         self._undo_stuck_approvals(now)
         work: list[tuple[str, Callable[[], str]]] = []
-        for path, digest, problems in load_digests(self.settings):
+        for path, digest, problems in load_digests(self.settings, self.db):
             if digest is None:
                 _tell(self.db, self.settings, Notice(
                     kind="digest-invalid", about=f"digest {path.stem}", reason="\n".join(problems),
@@ -548,7 +555,7 @@ class Occurrences:
         with self.db.session() as session:
             rows = session.scalars(select(DigestOccurrence).where(DigestOccurrence.state == Occ.PREPARING)).all()
         work: list[tuple[str, Callable[[], str]]] = []
-        digests = {d.name: d for _, d, _ in load_digests(self.settings) if d is not None} if rows else {}
+        digests = {d.name: d for _, d, _ in load_digests(self.settings, self.db) if d is not None} if rows else {}
         for row in rows:
             if row.owner == self.owner or owner_alive(row.owner, row.heartbeat_at, self.heartbeat_timeout, now=now):
                 continue
@@ -568,7 +575,7 @@ class Occurrences:
         return work
 
     def _zone(self, name: str) -> str:
-        for _, digest, _ in load_digests(self.settings):
+        for _, digest, _ in load_digests(self.settings, self.db):
             if digest is not None and digest.name == name:
                 return digest.zone
         return self.settings.timezone
@@ -608,7 +615,7 @@ class Occurrences:
         assert found.manifest is not None and found.selection is not None
         manifest = _shown(found.manifest, self.settings)
         log.info("digest %s %s: wrote %s", digest.name, occurs_on, manifest)
-        problem = _check(self.settings, found.manifest)
+        problem = _check(self.settings, found.manifest, known_segments(self.settings, self.db))
         if problem:
             return self._fail(digest, row, f"the manifest did not pass its check: {problem}", manifest, problems)
         edition = digest.edition_id(occurs_on)
@@ -628,7 +635,7 @@ class Occurrences:
                     ("The other feeds were used; the digest is scheduled.",)))
             return Occ.SCHEDULED
         try:  # review: the build the console previews (and the gates it must pass)
-            build_edition(found.manifest, self.settings, segments=defined_segments(self.settings.project_dir))
+            build_edition(found.manifest, self.settings, segments=known_segments(self.settings, self.db))
         except (GateFailed, NewsletterError) as exc:
             return self._fail(digest, row, f"did not build: {exc.message}", manifest, problems)
         deadline = now + review_for if review_for is not None else row.send_at + digest.deadline
@@ -747,14 +754,14 @@ def _send_time(send_at: datetime, now: datetime) -> datetime | None:
 def run_digest_now(db: Database, settings: Settings, name: str, *, now: datetime | None = None) -> OccurrenceInfo:
     """`newsletter digests run NAME --now`."""
     clock = (lambda: now) if now is not None else utcnow
-    return Occurrences(db, settings, clock=clock).run_now(find_digest(settings, name))
+    return Occurrences(db, settings, clock=clock).run_now(find_digest(settings, name, db))
 
 
 def approve_occurrence(db: Database, settings: Settings, name: str, occurs_on: date | str, actor: str, *,
                        now: datetime | None = None) -> OccurrenceInfo:
     """`newsletter digests approve NAME DATE` (and the console's button)."""
     clock = (lambda: now) if now is not None else utcnow
-    return Occurrences(db, settings, clock=clock).approve(find_digest(settings, name), _day(occurs_on), actor)
+    return Occurrences(db, settings, clock=clock).approve(find_digest(settings, name, db), _day(occurs_on), actor)
 
 
 def skip_occurrence(db: Database, settings: Settings, name: str, occurs_on: date | str, actor: str,
@@ -792,7 +799,7 @@ def dry_run_digest(db: Database | None, settings: Settings, name: str, *, now: d
     """Today's occurrence assembled in a scratch copy of issues/ (feeds imported, manifest written,
     checked and built there); the project and the database are not changed. `db` (None: no
     database yet) only says what earlier digests sent."""
-    digest = find_digest(settings, name)
+    digest = find_digest(settings, name, db)
     moment = now or utcnow()
     with tempfile.TemporaryDirectory(prefix="newsletter-digest-") as tmp:
         issues = Path(tmp) / "issues"
@@ -804,11 +811,11 @@ def dry_run_digest(db: Database | None, settings: Settings, name: str, *, now: d
         found = assemble(db, settings, digest, send_at=moment, now=moment, issues_dir=issues)
         check, gates = None, {}
         if found.manifest is not None:
-            check = _check(settings, found.manifest)
+            check = _check(settings, found.manifest, known_segments(settings, db))
             if check is None:
                 try:
                     build = build_edition(found.manifest, settings, Path(tmp) / "build",
-                                          segments=defined_segments(settings.project_dir))
+                                          segments=known_segments(settings, db))
                     gates = {v.segment: v.gates.summary() for v in build.variants}
                 except GateFailed as exc:
                     check = exc.message
