@@ -34,7 +34,7 @@ from newsletter.content.digest_manifest import (
     select_new,
 )
 from newsletter.content.feeds import FeedOutcomes, ImportOutcome, import_feed, import_feed_data
-from newsletter.content.field_types import Region, RegionList, SegmentName, Text, TextList, region_slug
+from newsletter.content.field_types import Region, RegionList, SegmentName, Text, TextList, as_date, region_slug
 from newsletter.content.manifest import (
     TEMPLATE_ENTRY,
     Edition,
@@ -62,6 +62,7 @@ __all__ = [
     "DIGESTS_DIR",
     "TEMPLATE_ENTRY",
     "Article",
+    "as_date",
     "Digest",
     "Edition",
     "FeedOutcomes",

@@ -95,13 +95,18 @@ def _region_list(value: Any) -> tuple[str, ...]:
     return tuple(slugs)
 
 
-def _day(value: Any) -> date:
+def as_date(value: object) -> date:
+    """A date from a YAML date, datetime or ISO text; ValueError for anything else."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
+    return date.fromisoformat(str(value).strip())
+
+
+def _day(value: Any) -> date:
     try:
-        return date.fromisoformat(str(value).strip())
+        return as_date(value)
     except ValueError:
         raise FieldProblem(f"bad date {shown(value)}", "use YYYY-MM-DD, e.g. 2026-11-01", complete=True) from None
 

@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.content import KnownSegments, load_yaml, parse_yaml
+from newsletter.content import KnownSegments, parse_yaml
 from newsletter.db import Database
 from newsletter.errors import InputError, NotFound, Problem, ProblemsError, SegmentError
 from newsletter.members.segments import (
@@ -37,6 +37,7 @@ from newsletter.members.segments import (
     eligible,
     parse_rule,
     parse_segments,
+    read_segments_yaml,
 )
 from newsletter.models import SegmentDefinition, SegmentVersion, Subscriber, utcnow
 
@@ -118,12 +119,7 @@ def _set_of(rows: Sequence[SegmentDefinition]) -> SegmentSet:
 
 def _file_segments(path: Path) -> tuple[SegmentSet, dict[str, tuple[Any, str]]]:
     """The file's segments, checked, and each one's raw rule data and description."""
-    try:
-        doc = load_yaml(path)
-    except SegmentError:
-        raise
-    except ProblemsError as exc:
-        raise SegmentError(exc.problems) from None
+    doc = read_segments_yaml(path)
     checked = parse_segments(doc, path)
     raw = doc.data["segments"] if isinstance(doc.data, dict) else {}
     return checked, {n: (raw[n]["rule"], checked.get(n).description) for n in checked.names}

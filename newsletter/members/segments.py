@@ -123,15 +123,19 @@ def parse_rule(doc: YamlDocument) -> Rule:
     return checked.value.to_rule()
 
 
-def load_segments(path: Path) -> SegmentSet:
-    """Load and check a segments file; raises SegmentError listing every problem (file:line:col)."""
+def read_segments_yaml(path: Path) -> YamlDocument:
+    """The parsed segments file; a YAML problem is raised as SegmentError (file:line:col)."""
     try:
-        doc = load_yaml(path)
+        return load_yaml(path)
     except SegmentError:
         raise
     except ProblemsError as exc:
         raise SegmentError(exc.problems) from None
-    return parse_segments(doc, path)
+
+
+def load_segments(path: Path) -> SegmentSet:
+    """Load and check a segments file; raises SegmentError listing every problem (file:line:col)."""
+    return parse_segments(read_segments_yaml(path), path)
 
 
 def check_segments(path: Path) -> list[Problem]:

@@ -27,12 +27,12 @@ Segment names are slugs (they name files in a build). To add a kind of test: a f
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
-from newsletter.content import FieldProblem, RegionList, SegmentName, Text, YamlModel, shown
+from newsletter.content import FieldProblem, RegionList, SegmentName, Text, YamlModel, as_date, shown
 from newsletter.members.segment_rules import Rule
 
 RULE_KEYS = ("all", "any", "not", "region", "member_type", "organisation", "attributes",
@@ -69,12 +69,8 @@ def _member_types(value: Any, info: ValidationInfo) -> tuple[str, ...]:
 
 
 def _joined(value: Any, info: ValidationInfo) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
     try:
-        return date.fromisoformat(str(value).strip())
+        return as_date(value)
     except ValueError:
         raise FieldProblem(f"{_key(info)!r} needs a date like 2024-01-31, got {shown(value)}", complete=True) from None
 
