@@ -47,12 +47,13 @@ from newsletter.regions import REGIONS  # noqa: E402
 GOAL_SECONDS = 10.0
 GOAL_PEAK_RSS_MB = 300.0
 GOAL_TWO_SENDERS_SPEEDUP = 1.6
+SECRET = "benchmark-secret-not-for-real-use-0123456789"  # member links are signed (at least 32 characters)
 
 
 def _send_process(db_url: str, root: str, build: str, url: str, concurrency: int) -> None:
     """One more sender process on the same frozen edition (--senders N)."""
     db = open_database(db_url)
-    settings = load_settings(Path(root), database_url=db_url, concurrency=concurrency,
+    settings = load_settings(Path(root), database_url=db_url, concurrency=concurrency, secret=SECRET,
                              max_requests_per_second=100_000.0, request_timeout=60.0)
     send_edition(db, settings, Path(build), transport=SendGridTransport("SG.benchmark", url, timeout=60))
     db.dispose()
@@ -114,7 +115,7 @@ def _naive(build: Path, root: Path, url: str, sample: int) -> float:
     """Per recipient: substitute into the HTML and text, build a Mail with the helper, one request."""
     _, variants = load_variants(build)
     variant = variants[0]
-    options = MessageOptions("https://www.example.org/newsletter", b"benchmark-secret")
+    options = MessageOptions("https://www.example.org/newsletter", SECRET.encode())
     transport = SendGridTransport("SG.benchmark", url, timeout=30)
     start = time.perf_counter()
     for i in range(sample):
@@ -150,13 +151,13 @@ def main() -> None:
         t0 = time.perf_counter()
         _generate(db, args.members)
         generated = time.perf_counter() - t0
-        settings = load_settings(root, database_url=db_url, concurrency=args.concurrency,
+        settings = load_settings(root, database_url=db_url, concurrency=args.concurrency, secret=SECRET,
                                  max_requests_per_second=100_000.0, request_timeout=60.0)
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
         t1 = time.perf_counter()
         edition, variants = load_variants(build)
         segments = [v.segment for v in variants]
-        freeze_audience(db, edition, variants, _assignments(_segment_rules(settings, segments), segments, segments),
+        freeze_audience(db, edition, variants, _assignments(_segment_rules(db, settings, segments), segments, segments),
                         workers=FREEZE_WORKERS)
         frozen = time.perf_counter() - t1
         others = [multiprocessing.Process(target=_send_process, args=(db_url, str(root), str(build), url,
