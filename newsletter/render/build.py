@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,6 +53,7 @@ BUILD_JSON = "build.json"
 PIPELINE_PACKAGES = ("mjml-python", "premailer", "cssutils", "jinja2", "markdown-it-py", "lxml", "babel")
 STAGE_MARK = ".build-"  # hidden build directories are named .<DIR name>.build-<random>
 REBUILD_HINT = "rebuild with `newsletter build MANIFEST`"
+WRITER_THREADS = 4  # files of a build written and fsync'd at once
 
 
 @dataclass(frozen=True)
@@ -280,41 +282,51 @@ def _render_into(edition: Edition, settings: Settings, template: Template, input
     staged = out.parent / f".{out.name}{STAGE_MARK}{secrets.token_hex(4)}"
     staged.mkdir()
     try:
-        variants: list[VariantRecord] = []
-        rendered: dict[str, RenderedVariant] = {}
-        timings = StageTimings()
-        for spec in edition.variants:
-            result = render_variant(template, edition, spec, settings)
-            timings = timings + result.timings
-            rendered[spec.segment] = result
-            html_bytes, text_bytes = result.html.encode("utf-8"), result.text.encode("utf-8")
-            names = {ext: f"{spec.segment}.{ext}" for ext in ("html", "txt", "eml")}
-            _write(staged / names["html"], html_bytes)
-            _write(staged / names["txt"], text_bytes)
-            record = VariantRecord(
-                segment=spec.segment, subject=spec.subject, preheader=spec.preheader,
-                from_name=settings.from_name, from_email=settings.from_email, reply_to=settings.reply_to,
-                list_id=list_id(settings.from_name, settings.from_email),
-                html_file=names["html"], text_file=names["txt"], eml_file=names["eml"],
-                sha256=_sha(html_bytes), text_sha256=_sha(text_bytes), size=len(html_bytes),
-                articles=((spec.featured.slug,) if spec.featured else ()) + tuple(a.slug for a in spec.articles),
-                send_at=spec.send_at, zone=spec.zone, window=spec.window, locale=" ".join(spec.locales),
-                gates=check_html(result.html),
+        # Files are written and fsync'd on writer threads while the next variant renders (fsync
+        # waits on the disk, not the CPU); every write has finished before DIR is pointed here.
+        with ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="build-write") as writer:
+            writes: list[Future[None]] = []
+
+            def write(name: str, data: bytes) -> None:
+                writes.append(writer.submit(_write, staged / name, data))
+
+            variants: list[VariantRecord] = []
+            rendered: dict[str, RenderedVariant] = {}
+            timings = StageTimings()
+            for spec in edition.variants:
+                result = render_variant(template, edition, spec, settings)
+                timings = timings + result.timings
+                rendered[spec.segment] = result
+                html_bytes, text_bytes = result.html.encode("utf-8"), result.text.encode("utf-8")
+                names = {ext: f"{spec.segment}.{ext}" for ext in ("html", "txt", "eml")}
+                write(names["html"], html_bytes)
+                write(names["txt"], text_bytes)
+                record = VariantRecord(
+                    segment=spec.segment, subject=spec.subject, preheader=spec.preheader,
+                    from_name=settings.from_name, from_email=settings.from_email, reply_to=settings.reply_to,
+                    list_id=list_id(settings.from_name, settings.from_email),
+                    html_file=names["html"], text_file=names["txt"], eml_file=names["eml"],
+                    sha256=_sha(html_bytes), text_sha256=_sha(text_bytes), size=len(html_bytes),
+                    articles=((spec.featured.slug,) if spec.featured else ()) + tuple(a.slug for a in spec.articles),
+                    send_at=spec.send_at, zone=spec.zone, window=spec.window, locale=" ".join(spec.locales),
+                    gates=check_html(result.html),
+                )
+                write(names["eml"], preview_message(
+                    record, html=result.html, text=result.text, public_base_url=settings.public_base_url,
+                    message_id=_message_id(edition.id, spec.segment, settings.from_email),
+                ))
+                variants.append(record)
+            record = BuildRecord(
+                edition=edition.id, title=edition.title, template=edition.template,
+                template_sha256=template_sha256(template.directory), inputs_sha256=inputs.fingerprint,
+                inputs=inputs.hashes, variants=tuple(variants),
             )
-            _write(staged / names["eml"], preview_message(
-                record, html=result.html, text=result.text, public_base_url=settings.public_base_url,
-                message_id=_message_id(edition.id, spec.segment, settings.from_email),
-            ))
-            variants.append(record)
-        record = BuildRecord(
-            edition=edition.id, title=edition.title, template=edition.template,
-            template_sha256=template_sha256(template.directory), inputs_sha256=inputs.fingerprint,
-            inputs=inputs.hashes, variants=tuple(variants),
-        )
-        _write(staged / BUILD_JSON, record.to_json().encode("utf-8"))
+            write(BUILD_JSON, record.to_json().encode("utf-8"))
+            for done in writes:
+                done.result()  # raises the first write that failed
         _publish(staged, out)
     except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)  # after the writer threads have stopped
         raise
     return Build(out, staged, record, rendered, timings)
 
