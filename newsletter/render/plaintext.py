@@ -14,6 +14,7 @@ its text and URL together (a URL is never broken, so a line that is only a URL m
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import lxml.html
 from lxml import etree
@@ -36,6 +37,9 @@ HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.I)
 TAG_LIKE = re.compile(r"<(/?[A-Za-z!][^<>]*)>")
 PARA = "\x00P\x00"  # paragraph-break marker inside the collected text
 LINE = "\x00L\x00"  # forced line break (<br>)
+HEADING = re.compile(r"\x00H(\d)\x00(.*?)\x00E\x00", re.S)
+HEADING_MARK = re.compile(r"\x00[HE]\d?\x00")
+NO_BREAK_BESIDE_SPACE = re.compile(rf"\s+{NO_BREAK}+|{NO_BREAK}+\s+")
 
 
 class _Collector:
@@ -49,25 +53,21 @@ class _Collector:
         self.hrefs = hrefs  # every <a href> of the document, in order
         self.seen_links = 0
 
-    def _hidden(self) -> bool:
-        return self.hidden_depth > 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {k: v or "" for k, v in attrs}
+    def handle_starttag(self, tag: str, attrs: Mapping[str, str]) -> None:
         if tag in VOID_TAGS:
-            if not self._hidden() and tag == "br":
+            if not self.hidden_depth and tag == "br":
                 self.parts.append(LINE)
-            if not self._hidden() and tag == "hr":
+            if not self.hidden_depth and tag == "hr":
                 self.parts.append(PARA)
             return
         if tag == "a":
             self.seen_links += 1
-        hides = tag in SKIP_TAGS or bool(HIDDEN_STYLE.search(attr.get("style", "")))
+        hides = tag in SKIP_TAGS or bool(HIDDEN_STYLE.search(attrs.get("style") or ""))
         self.stack.append((tag, hides))
         if hides:
             self.hidden_depth += 1
             return
-        if self._hidden():
+        if self.hidden_depth:
             return
         if tag in BLOCK_TAGS:
             self.parts.append(PARA)
@@ -76,7 +76,7 @@ class _Collector:
         if tag in {"h1", "h2", "h3", "h4"}:
             self.parts.append("\x00H" + tag[1] + "\x00")
         if tag == "a":
-            self.links.append((attr.get("href", "").strip(), len(self.parts), self.seen_links - 1))
+            self.links.append(((attrs.get("href") or "").strip(), len(self.parts), self.seen_links - 1))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in VOID_TAGS:
@@ -91,7 +91,7 @@ class _Collector:
                 break
         else:
             return
-        if self._hidden():
+        if self.hidden_depth:
             return
         if tag == "a" and self.links:
             href, start, nth = self.links.pop()
@@ -111,7 +111,7 @@ class _Collector:
             self.parts.append(PARA)
 
     def handle_data(self, data: str) -> None:
-        if not self._hidden():
+        if not self.hidden_depth:
             # text that looks like a tag (a hostile title such as "<script>") is shown with
             # single angle quotes, so no mail client or filter can take it for markup
             self.parts.append(TAG_LIKE.sub("\u2039\\1\u203a", data))
@@ -119,6 +119,8 @@ class _Collector:
 
 def visible_width(word: str) -> int:
     """A word's width once SendGrid has filled in its tokens (see TOKEN_WIDTHS)."""
+    if "-" not in word:  # every token has one
+        return len(word)
     return len(word) + sum(TOKEN_WIDTHS[t] - len(t) for t in TOKEN_RE.findall(word))
 
 
@@ -155,17 +157,19 @@ def _wrap(paragraph: str) -> list[str]:
 
 
 def _render_block(block: str) -> list[str]:
+    if (not block or block.isspace()) and "\u00a0" not in block:
+        return []  # most blocks: the whitespace between two block elements
     heading_level = None
-    match = re.search(r"\x00H(\d)\x00(.*?)\x00E\x00", block, re.S)
+    match = HEADING.search(block)
     if match:
         heading_level = int(match.group(1))
         block = block.replace(match.group(0), match.group(2))
-    block = re.sub(r"\x00[HE]\d?\x00", "", block)
+    block = HEADING_MARK.sub("", block)
     lines: list[str] = []
     for piece in block.split(LINE):
         # a no-break space keeps its words on one line (a date, "· Unsubscribe")
         piece = piece.replace("\u00a0", NO_BREAK).replace("\u200c", "").replace("\u034f", "")
-        piece = re.sub(rf"\s+{NO_BREAK}+|{NO_BREAK}+\s+", " ", piece)  # beside a space it is just a space
+        piece = NO_BREAK_BESIDE_SPACE.sub(" ", piece)  # beside a space it is just a space
         text = " ".join(piece.split())
         if text:
             lines.extend(_wrap(text))
@@ -185,7 +189,7 @@ def _walk(collector: _Collector, root: lxml.html.HtmlElement) -> None:
             continue
         tag = element.tag.lower()
         if event == "start":
-            collector.handle_starttag(tag, list(element.attrib.items()))
+            collector.handle_starttag(tag, element.attrib)
             if element.text and tag not in VOID_TAGS:
                 collector.handle_data(element.text)
         else:
