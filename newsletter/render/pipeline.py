@@ -260,28 +260,70 @@ def mjml_to_html(source: str) -> str:
         raise InputError(f"MJML error: {exc}", hint="check the template's MJML markup") from None
 
 
+StyleRule = tuple[tuple[int, ...], str, str]  # premailer's (specificity, selector, declarations)
+
+
+class _Inliner(Premailer):  # type: ignore[misc]
+    """premailer with this project's settings, doing once what it would redo for every variant:
+    the rules of each distinct <style> block (every variant of a template has the same ones) and
+    the HTML attributes (bgcolor, align, valign) derived from each distinct inlined style."""
+
+    _rules: dict[tuple[str | None, int], tuple[tuple[StyleRule, ...], tuple[object, ...]]] = {}
+    _attributes: dict[str, tuple[tuple[str, str], ...]] = {}
+    CACHE_LIMIT = 4096
+
+    def __init__(self) -> None:
+        super().__init__(
+            keep_style_tags=True,  # media queries and dark mode stay in <style>
+            strip_important=False,  # the !important inside @media must survive
+            disable_basic_attributes=["width", "height"],  # never rewrite <img width="552"> to 100%
+            allow_network=False,  # never fetch external CSS; builds are offline and deterministic
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+            remove_classes=False,
+            exclude_pseudoclasses=True,
+            cache_css_parsing=True,
+            align_floating_images=False,  # done in inline_css, as premailer does it
+        )
+
+    def _parse_style_rules(self, css_body: str | None, ruleset_index: int) -> tuple[list[StyleRule], list[object]]:
+        key = (css_body, ruleset_index)
+        known = self._rules.get(key)
+        if known is None:
+            rules, leftover = super()._parse_style_rules(css_body, ruleset_index)
+            known = (tuple(rules), tuple(leftover))
+            if len(self._rules) >= self.CACHE_LIMIT:
+                self._rules.clear()
+            self._rules[key] = known
+        return list(known[0]), list(known[1])
+
+    def _style_to_basic_html_attributes(self, element: etree._Element, style_content: str,
+                                        force: bool = False) -> None:
+        attributes = self._attributes.get(style_content)
+        if attributes is None:
+            probe = etree.Element("probe")  # premailer's own rules, on an element without attributes
+            super()._style_to_basic_html_attributes(probe, style_content, force=True)
+            attributes = tuple(probe.attrib.items())
+            if len(self._attributes) >= self.CACHE_LIMIT:
+                self._attributes.clear()
+            self._attributes[style_content] = attributes
+        for key, value in attributes:  # as premailer applies them
+            if key in element.attrib and not force or key in self.disable_basic_attributes:
+                continue
+            element.attrib[key] = value
+
+
 def inline_css(html: str) -> str:
     """Inline CSS for clients that ignore <style>, keeping <style> for media queries/dark mode.
 
-    premailer's own parse and serialisation, with one change for speed: its closing step (an
-    `align` attribute on images floated left or right, for Outlook) re-parses every image's style
-    with cssutils at every build; here each distinct style is parsed once (`_image_float`)."""
+    premailer's own parse and serialisation. Its closing step (an `align` attribute on images
+    floated left or right, for Outlook) re-parsed every image's style with cssutils at every
+    build; here each distinct style is parsed once (`_image_float`), and see _Inliner."""
 
     stripped = html.strip()
     tree = etree.fromstring(stripped, etree.HTMLParser()).getroottree()
     page = tree.getroot()
-    Premailer(
-        keep_style_tags=True,  # media queries and dark mode stay in <style>
-        strip_important=False,  # the !important inside @media must survive
-        disable_basic_attributes=["width", "height"],  # never rewrite <img width="552"> to 100%
-        allow_network=False,  # never fetch external CSS; builds are offline and deterministic
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        remove_classes=False,
-        exclude_pseudoclasses=True,
-        cache_css_parsing=True,
-        align_floating_images=False,  # done below, as premailer does it
-    ).transform(page)
+    _Inliner().transform(page)
     for image in page.iter("img"):
         style = image.get("style")
         if style is not None:
