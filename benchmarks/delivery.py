@@ -59,6 +59,11 @@ def _send_process(db_url: str, root: str, build: str, url: str, concurrency: int
     db.dispose()
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _sink(port_queue: multiprocessing.Queue, counts: multiprocessing.Array) -> None:  # type: ignore[type-arg]
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -154,12 +159,12 @@ def main() -> None:
         settings = load_settings(root, database_url=db_url, concurrency=args.concurrency, secret=SECRET,
                                  max_requests_per_second=100_000.0, request_timeout=60.0)
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu()
         edition, variants = load_variants(build)
         segments = [v.segment for v in variants]
         freeze_audience(db, edition, variants, _assignments(_segment_rules(db, settings, segments), segments, segments),
                         workers=FREEZE_WORKERS)
-        frozen = time.perf_counter() - t1
+        frozen, frozen_cpu = time.perf_counter() - t1, _cpu() - c1
         others = [multiprocessing.Process(target=_send_process, args=(db_url, str(root), str(build), url,
                                                                       args.concurrency))
                   for _ in range(args.senders - 1)]
@@ -169,7 +174,7 @@ def main() -> None:
         for other in others:
             other.join()
         reports = run_report(db, edition)
-        elapsed = time.perf_counter() - t1
+        elapsed, elapsed_cpu = time.perf_counter() - t1, _cpu() - c1
         sent = sum(r.accepted for r in reports)
         frozen_total = sum(r.audience for r in reports)
         sink_requests, sink_personalizations = counts[0], counts[1]
@@ -189,6 +194,10 @@ def main() -> None:
         "freeze_seconds": round(frozen, 2),
         "send_seconds": round(elapsed - frozen, 2),
         "seconds": round(elapsed, 2),
+        # CPU time of this process (not the sink's, nor PostgreSQL's): steadier than wall time on a
+        # machine others share, for comparing two versions
+        "freeze_cpu_seconds": round(frozen_cpu, 2),
+        "send_cpu_seconds": round(elapsed_cpu - frozen_cpu, 2),
         "recipients_per_second": round(sent / elapsed),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "naive_sample": args.naive_sample,
