@@ -3,6 +3,9 @@ the secret comes from the environment or a 0600 file, never from (or into) the d
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 from datetime import timedelta
@@ -16,8 +19,8 @@ from newsletter.delivery.tokens import (
     PREFERENCES,
     SIGNUP,
     UNSUBSCRIBE,
+    LinkTokens,
     TokenKeys,
-    TokenMaker,
     make_expiring_token,
     make_form_token,
     make_token,
@@ -36,7 +39,7 @@ SECRET = "s" * 40
 
 def test_round_trip_and_url_safe() -> None:
     token = make_token(b"k" * 32, 12345, UNSUBSCRIBE)
-    assert re.fullmatch(r"12345\.[A-Za-z0-9_-]{43}", token)
+    assert re.fullmatch(r"12345\.[A-Za-z0-9_-]{32}", token)
     assert verify_token(b"k" * 32, token, UNSUBSCRIBE) == 12345
 
 
@@ -158,12 +161,45 @@ def test_a_secret_stored_by_an_earlier_version_must_be_moved_out(db: Database, t
         write_secret_file(path, "x" * 40)
 
 
-def test_fast_token_maker_equals_make_token() -> None:
+def test_fast_link_tokens_equal_make_token() -> None:
     for secret in (b"", b"short", b"x" * 64, b"y" * 65, "ünïcode secret" * 10):
-        for purpose in (UNSUBSCRIBE, PREFERENCES):
-            maker = TokenMaker(secret, purpose)
-            for subscriber_id in (0, 1, 42, 10**12):
-                assert maker(subscriber_id) == make_token(secret, subscriber_id, purpose)
+        links = LinkTokens(secret)
+        for subscriber_id in (0, 1, 42, 10**12, 2**63 - 1):
+            unsubscribe, preferences = links(subscriber_id)
+            assert unsubscribe == make_token(secret, subscriber_id, UNSUBSCRIBE)
+            assert preferences == make_token(secret, subscriber_id, PREFERENCES)
+            assert unsubscribe != preferences
+            assert verify_token(secret, unsubscribe, UNSUBSCRIBE) == subscriber_id
+            assert verify_token(secret, preferences, PREFERENCES) == subscriber_id
+            assert verify_token(secret, unsubscribe, PREFERENCES) is None  # one purpose each
+            assert verify_token(secret, preferences, UNSUBSCRIBE) is None
+            assert verify_token(secret, unsubscribe, SIGNUP) is None
+
+
+def _hmac_link(secret: str, subscriber_id: int, purpose: str) -> str:
+    """A link as sent before the one-digest form: <id>.<HMAC-SHA256(secret, "<purpose>:<id>")>."""
+    digest = hmac.new(secret.encode(), f"{purpose}:{subscriber_id}".encode(), hashlib.sha256).digest()
+    return f"{subscriber_id}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def test_links_in_emails_sent_before_the_one_digest_form_keep_working() -> None:
+    """Unsubscribe links never expire: the 43-character HMAC links already in mailboxes are still
+    checked, for their own purpose and member only, and through a secret rotation."""
+    old_unsubscribe, old_preferences = _hmac_link(SECRET, 31, UNSUBSCRIBE), _hmac_link(SECRET, 31, PREFERENCES)
+    assert re.fullmatch(r"31\.[A-Za-z0-9_-]{43}", old_unsubscribe)
+    assert verify_token(SECRET, old_unsubscribe, UNSUBSCRIBE) == 31
+    assert verify_token(SECRET, old_preferences, PREFERENCES) == 31
+    assert verify_token(SECRET, old_unsubscribe, PREFERENCES) is None
+    assert verify_token(SECRET, "32." + old_unsubscribe.split(".")[1], UNSUBSCRIBE) is None
+    now = utcnow()
+    rotated = TokenKeys(("n" * 40).encode(), SECRET.encode(), now + timedelta(days=30))
+    new_link = make_token("n" * 40, 31, UNSUBSCRIBE)
+    made_with_previous = make_token(SECRET, 31, UNSUBSCRIBE)
+    for token in (old_unsubscribe, made_with_previous, new_link):
+        assert rotated.verify(token, UNSUBSCRIBE, now) == 31
+    for token in (old_unsubscribe, made_with_previous):  # the previous secret's grace period is over
+        assert rotated.verify(token, UNSUBSCRIBE, now + timedelta(days=31)) is None
+    assert rotated.verify(new_link, UNSUBSCRIBE, now + timedelta(days=31)) == 31
 
 
 def test_secret_generate_writes_a_private_file_and_never_overwrites(tmp_path, cli, project) -> None:  # type: ignore[no-untyped-def]

@@ -35,7 +35,7 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
-from newsletter.delivery.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker, make_token
+from newsletter.delivery.tokens import PREFERENCES, UNSUBSCRIBE, LinkTokens, make_token
 from newsletter.render import list_unsubscribe, substitution_values
 
 MAX_PERSONALIZATIONS = 1000
@@ -161,8 +161,7 @@ class MailBuilder:
         base = _escape(options.public_base_url.rstrip("/"))[1:-1]
         self._unsubscribe_base, self._preferences_base = base + "/u/", base + "/p/"
         self._mailto = _escape(list_unsubscribe("", variant.unsubscribe_mailbox))[3:-1]  # what follows "<>"
-        self._unsubscribe_token = TokenMaker(options.secret, UNSUBSCRIBE)
-        self._preferences_token = TokenMaker(options.secret, PREFERENCES)
+        self._link_tokens = LinkTokens(options.secret)  # both of a member's tokens from one digest
         self._args = ',"custom_args":{"edition":' + _escape(variant.edition) + ',"segment":' + _escape(variant.segment)
         if run_id is not None:
             self._args += f',"run":"{int(run_id)}","batch":"'
@@ -177,8 +176,9 @@ class MailBuilder:
     def personalization_json(self, r: RecipientRow, tail: str) -> str:
         email = _escape(r.email)
         to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
-        unsubscribe = self._unsubscribe_base + self._unsubscribe_token(r.subscriber_id)
-        preferences = self._preferences_base + self._preferences_token(r.subscriber_id)
+        unsubscribe_token, preferences_token = self._link_tokens(r.subscriber_id)
+        unsubscribe = self._unsubscribe_base + unsubscribe_token
+        preferences = self._preferences_base + preferences_token
         return (
             f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>{self._mailto}",'
             f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
