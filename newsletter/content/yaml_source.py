@@ -20,6 +20,7 @@ Duplicate mapping keys are reported (PyYAML silently keeps the last one).
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +278,28 @@ def _compose(text: str, filename: str, line_offset: int) -> Node | None:
 def parse_yaml(text: str, filename: str, *, line_offset: int = 0) -> YamlDocument:
     """Parse YAML text. Problems with the text itself (syntax, the limits above) raise
     ProblemsError listing them with positions. `line_offset` shifts reported lines (for front
-    matter that starts below line 1)."""
+    matter that starts below line 1).
+
+    A text that parsed cleanly is remembered (by its exact text, name and offset; texts up to
+    CACHE_MAX_CHARS), so reading the same files again, as every build of an edition does, costs
+    a copy instead of a parse. Each caller gets its own copy."""
+    key = (text, filename, line_offset)
+    known = _parsed.get(key)
+    if known is None:
+        known = _parse_yaml(text, filename, line_offset)
+        if len(text) <= CACHE_MAX_CHARS:
+            if len(_parsed) >= CACHE_ENTRIES:
+                _parsed.clear()
+            _parsed[key] = known
+    return copy.deepcopy(known)
+
+
+CACHE_ENTRIES = 256
+CACHE_MAX_CHARS = 64_000
+_parsed: dict[tuple[str, str, int], YamlDocument] = {}
+
+
+def _parse_yaml(text: str, filename: str, line_offset: int) -> YamlDocument:
     if len(text) > MAX_CHARS:
         raise ProblemsError([Problem(filename, 1 + line_offset, 1,
                                      f"too long for a YAML file ({len(text):,} characters; at most {MAX_CHARS:,})",
