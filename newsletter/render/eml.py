@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import Address
+from email.generator import BytesGenerator
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
+from io import BytesIO
 
 from newsletter.render.placeholders import SAMPLE_RECIPIENT, SampleRecipient, sample_values, substitute
 from newsletter.render.record import VariantRecord
@@ -21,6 +23,35 @@ from newsletter.render.record import VariantRecord
 # Used for Date when a variant has no send time: fixed, so previews stay byte-identical.
 FALLBACK_DATE = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # as the stdlib generator splits lines
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, making each header's class once (the stdlib one makes a new
+    class for every header it stores)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+SMTP_POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
+
+
+class _Generator(BytesGenerator):
+    """The stdlib's bytes generator, writing a body's lines with one call (it writes each line
+    and each line ending on its own, ~1,800 calls for a 50 KB HTML part). Same bytes."""
+
+    def _write_lines(self, lines: str) -> None:
+        if lines:
+            self.write(_LINE_END.sub(self._NL, lines))
 
 
 def list_id(from_name: str, from_email: str) -> str:
@@ -49,7 +80,7 @@ def preview_message(
 ) -> bytes:
     """A multipart/alternative message (text/plain first, then text/html) as bytes."""
     values = sample_values(public_base_url, recipient)
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=SMTP_POLICY)
     from_user, _, from_domain = variant.from_email.partition("@")
     msg["From"] = Address(variant.from_name, from_user, from_domain)
     to_user, _, to_domain = recipient.email.partition("@")
@@ -69,4 +100,6 @@ def preview_message(
     msg.add_alternative(substitute(html, values), subtype="html", charset="utf-8", cte="base64")
     # a fixed boundary keeps the file byte-identical across builds (the default is random)
     msg.set_boundary("=_newsletter_alternative_" + message_id.strip("<>").replace("@", "_at_"))
-    return msg.as_bytes()
+    out = BytesIO()
+    _Generator(out, mangle_from_=False, policy=msg.policy).flatten(msg, unixfrom=False)  # as as_bytes()
+    return out.getvalue()
