@@ -21,6 +21,7 @@ from urllib.parse import quote
 import cssutils
 import jinja2
 import mjml
+import premailer.premailer
 import yaml
 from lxml import etree
 from markdown_it import MarkdownIt
@@ -311,6 +312,30 @@ class _Inliner(Premailer):  # type: ignore[misc]
             if key in element.attrib and not force or key in self.disable_basic_attributes:
                 continue
             element.attrib[key] = value
+
+
+_premailer_merge_styles = premailer.premailer.merge_styles
+_merged: dict[tuple[str, tuple[tuple[tuple[str, str], ...], ...], tuple[str, ...], bool], str] = {}
+
+
+def _merge_styles_once(inline_style: str, new_styles: list[list[tuple[str, str]]], classes: list[str],
+                       remove_unset_properties: bool = False) -> str:
+    """premailer's merge_styles (an element's final style from the rules that match it), kept per
+    distinct input: a variant has ~2,000 styled elements but a template only a few dozen distinct
+    combinations. premailer looks the function up in its module, so it is replaced there (once,
+    at import; the result is the function's own for the same arguments)."""
+    key = (inline_style, tuple(map(tuple, new_styles)), tuple(classes), remove_unset_properties)
+    merged = _merged.get(key)
+    if merged is None:
+        merged = _premailer_merge_styles(inline_style, new_styles, classes,
+                                         remove_unset_properties=remove_unset_properties)
+        if len(_merged) >= _Inliner.CACHE_LIMIT:
+            _merged.clear()
+        _merged[key] = merged
+    return merged
+
+
+premailer.premailer.merge_styles = _merge_styles_once
 
 
 def inline_css(html: str) -> str:
