@@ -28,11 +28,15 @@ _LINE_END = re.compile(r"\r\n|\r|\n")  # as the stdlib generator splits lines
 
 class _HeaderClasses(HeaderRegistry):
     """The standard header registry, making each header's class once (the stdlib one makes a new
-    class for every header it stores)."""
+    class for every header it stores) and parsing each distinct text value of a header once (header
+    objects are immutable; most headers are the same in every variant and every rebuild)."""
+
+    CACHE_LIMIT = 4096
 
     def __init__(self) -> None:
         super().__init__()
         self._classes: dict[str, type[BaseHeader]] = {}
+        self._parsed: dict[tuple[str, str], BaseHeader] = {}
 
     def __getitem__(self, name: str) -> type[BaseHeader]:
         key = name.lower()
@@ -40,6 +44,18 @@ class _HeaderClasses(HeaderRegistry):
         if cls is None:
             cls = self._classes[key] = super().__getitem__(name)
         return cls
+
+    def __call__(self, name: str, value: object) -> BaseHeader:
+        if type(value) is not str:  # e.g. an Address: not parsed from text
+            return super().__call__(name, value)
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            header = super().__call__(name, value)
+            if len(self._parsed) >= self.CACHE_LIMIT:
+                self._parsed.clear()
+            self._parsed[key] = header
+        return header
 
 
 SMTP_POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
