@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import lxml.html
 from lxml import etree
 
 WIDTH = 78
@@ -35,6 +34,7 @@ SKIP_TAGS = {"head", "style", "script", "title", "template"}
 VOID_TAGS = {"br", "img", "hr", "meta", "link", "input", "col", "area", "base", "source", "wbr"}
 HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.I)
 TAG_LIKE = re.compile(r"<(/?[A-Za-z!][^<>]*)>")
+_PARSER = etree.HTMLParser()
 PARA = "\x00P\x00"  # paragraph-break marker inside the collected text
 LINE = "\x00L\x00"  # forced line break (<br>)
 HEADING = re.compile(r"\x00H(\d)\x00(.*?)\x00E\x00", re.S)
@@ -114,7 +114,7 @@ class _Collector:
         if not self.hidden_depth:
             # text that looks like a tag (a hostile title such as "<script>") is shown with
             # single angle quotes, so no mail client or filter can take it for markup
-            self.parts.append(TAG_LIKE.sub("\u2039\\1\u203a", data))
+            self.parts.append(TAG_LIKE.sub("\u2039\\1\u203a", data) if "<" in data else data)
 
 
 def visible_width(word: str) -> int:
@@ -143,9 +143,12 @@ def _wrap(paragraph: str) -> list[str]:
         line.append(word)
 
     for unit in paragraph.split(" "):
+        if LINK_GLUE not in unit:  # a plain word
+            put(unit)
+            continue
         words = unit.split(LINK_GLUE)
         total = sum(visible_width(w) for w in words) + len(words) - 1
-        if len(words) > 1 and line and width + 1 + total > WIDTH:
+        if line and width + 1 + total > WIDTH:
             lines.append(" ".join(line))  # keep the link's text with its URL: start a new line
             line.clear()
             width = 0
@@ -179,7 +182,7 @@ def _render_block(block: str) -> list[str]:
     return lines
 
 
-def _walk(collector: _Collector, root: lxml.html.HtmlElement) -> None:
+def _walk(collector: _Collector, root: etree._Element) -> None:
     """Drive the collector from lxml's parse tree (several times faster than feeding HTMLParser
     the same document); comments and processing instructions are skipped."""
     for event, element in etree.iterwalk(root, events=("start", "end")):
@@ -202,7 +205,10 @@ def html_to_text(html: str) -> str:
     """The readable plain-text version of an HTML email (see module docstring)."""
     if not html.strip():
         return "\n"
-    root = lxml.html.document_fromstring(html)
+    # lxml.html.document_fromstring's parse, without its Python element-class lookup per element
+    root = etree.fromstring(html, _PARSER)
+    if root is None:
+        raise etree.ParserError("Document is empty")
     collector = _Collector([(a.get("href") or "").strip() for a in root.iter("a")])
     _walk(collector, root)
     raw = "".join(collector.parts)
