@@ -18,6 +18,7 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
@@ -36,7 +37,9 @@ def catalogue_path(template_dir: Path, code: str) -> Path:
     return template_dir / "locale" / code.replace("-", "_") / "LC_MESSAGES" / "messages.po"
 
 
+@lru_cache(maxsize=64)
 def babel_locale(code: str) -> Locale:
+    """The babel locale for a language tag (kept per tag: parsing it is most of a date's cost)."""
     try:
         return Locale.parse(code, sep="-")
     except (ValueError, UnknownLocaleError):

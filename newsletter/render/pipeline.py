@@ -162,8 +162,10 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typograp
 _markdown.validateLink = lambda url: bool(ABSOLUTE_LINK.match(url.strip()))  # type: ignore[method-assign]
 
 
+@lru_cache(maxsize=256)
 def markdown_to_html(text: str) -> Markup:
-    """Markdown (raw HTML disabled: it is shown as text) → safe HTML."""
+    """Markdown (raw HTML disabled: it is shown as text) → safe HTML (kept per text: most variants
+    share the edition's intro)."""
     return Markup(_markdown.render(text or ""))
 
 
