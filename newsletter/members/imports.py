@@ -1,7 +1,8 @@
 """Streaming import of subscriber spreadsheets (CSV or XLSX) into the store.
 
-Rows are read one at a time and written in chunks (one transaction per chunk, one IN query to find
-the chunk's existing subscribers, bulk insert / update), so memory stays flat on big files.
+Rows are read one at a time and written in chunks (one transaction per chunk, one query to find
+the chunk's existing subscribers, bulk insert / update: import_store.py), so memory stays flat on
+big files.
 
 Rules (re-running the same file changes nothing):
   * a new address is imported as active, with the import as its consent source;
@@ -16,21 +17,18 @@ Rules (re-running the same file changes nothing):
 from __future__ import annotations
 
 import csv
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from sqlalchemy import String, any_, bindparam, insert, literal, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError, InputError
+from newsletter.members.import_store import ChunkStore, Conflict, NewMember, Update, analyze
 from newsletter.members.provenance import (
     FieldChange,
     audit_reason,
@@ -49,20 +47,14 @@ from newsletter.members.subscribers import (
     tombstone_hash,
     tombstone_salt,
 )
-from newsletter.models import (
-    AuditEntry,
-    ErasureTombstone,
-    Subscriber,
-    SubscriberStatus,
-    utcnow,
-)
+from newsletter.models import utcnow
 
 CHUNK_ROWS = 1000
+# Statistics are refreshed once at the end of an import that added this many members (fewer are
+# left to autovacuum); the lookups during the import do not depend on them.
+ANALYZE_AFTER = 1000
 ERASED_REASON = ("address was erased at the member's request (GDPR); it is suppressed and "
                  "cannot be imported")
-_COMPARED = (Subscriber.id, Subscriber.email_key, Subscriber.first_name, Subscriber.last_name,
-             Subscriber.organisation, Subscriber.region, Subscriber.member_type, Subscriber.attributes,
-             Subscriber.joined_at, Subscriber.field_sources)
 DateOrder = Literal["dmy", "mdy"]
 KEPT_REJECTS = 1000  # rejects kept in memory for display; all go to the report file
 KEPT_WARNINGS = 1000
@@ -161,11 +153,8 @@ def _parse(row: SourceRow, order: DateOrder) -> tuple[_Parsed, bool]:
     first, last = values.get("first_name"), values.get("last_name")
     if not first and not last and values.get("name"):
         first, _, last = values["name"].strip().partition(" ")
-    details = SubscriberDetails(
-        first_name=first, last_name=last, organisation=values.get("organisation"),
-        region=values.get("region"), member_type=values.get("member_type"),
-        attributes=dict(row.attributes),
-    ).checked()
+    details = SubscriberDetails.checked_from(first, last, values.get("organisation"), values.get("region"),
+                                             values.get("member_type"), row.attributes)
     joined, ambiguous = (parse_date(values["joined_at"], order) if values.get("joined_at", "").strip()
                          else (None, False))
     version = (values.get("consent_version") or "").strip() or None
@@ -187,8 +176,8 @@ class _Importer:
         self.first_ambiguous: tuple[int, str, datetime] | None = None
         self.pending_changes: list[Change] = []
         self.result = ImportResult(dry_run=dry_run)
-        self.analyzed_at = 0
         self.pending_rejects: list[SourceRow] = []
+        self.salt: str | None = None  # the tombstone salt, once a chunk has committed
         self.warnings_given = 0
         self.seen: set[int] = set()  # hashes of keys already in this file (duplicates across chunks)
         self.report = csv.writer(report, lineterminator="\r\n") if report else None
@@ -261,20 +250,17 @@ class _Importer:
 
     def write(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
         with self.db.write_session() as session:
-            self._refresh_statistics(session)
-            salt = tombstone_salt(session)
+            store = ChunkStore(session.connection())
+            salt = self.salt or tombstone_salt(session)
             hashes = {tombstone_hash(salt, p.key): p for p in items}
-            erased = set(session.scalars(select(ErasureTombstone.email_hash)
-                                         .where(self._one_of(ErasureTombstone.email_hash, list(hashes)))))
-            existing = {s.email_key: s for s in session.execute(
-                select(*_COMPARED).where(self._one_of(Subscriber.email_key, [p.key for p in items])))}
+            erased = store.erased(list(hashes))
+            existing = store.stored([p.key for p in items])
             erased_rows: list[SourceRow] = []
             self.pending_rejects = erased_rows  # reported once the chunk's transaction is done
-            inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
+            inserts: list[NewMember] = []
+            updates: list[Update] = []
             changed: list[Change] = []
             self.pending_changes = changed
-            audits: list[dict[str, Any]] = []
             now = utcnow()
             for digest, item in hashes.items():
                 duplicate_only = item.row < 0
@@ -286,14 +272,17 @@ class _Importer:
                 if sub is None:
                     if duplicate_only:
                         continue  # dry run: the earlier chunk's insert was rolled back
-                    inserts.append(self._new_row(item, now))
+                    d = item.details
+                    inserts.append(NewMember(item.email, item.key, d.first_name, d.last_name, d.organisation,
+                                             d.region, d.member_type, d.attributes, item.consent_version,
+                                             item.joined_at))
                     continue
                 details = _fill_blanks(self._stored(sub), item.details) if duplicate_only else item.details
                 changes: dict[str, Any] = details.changes(sub)
                 if item.joined_at and not duplicate_only and sub.joined_at != item.joined_at:
                     changes["joined_at"] = item.joined_at
                 stored = {name: getattr(sub, name) for name in changes}
-                sources = sub.field_sources or {}
+                sources = sub.field_sources
                 kept: list[FieldChange] = []
                 if not self.overwrite_manual:
                     changes, kept = keep_manual_edits(changes, stored, sources)
@@ -303,44 +292,32 @@ class _Importer:
                     changed.append(Change(abs(item.row), item.email, tuple(kept), kept=True))
                 if fields:
                     changed.append(Change(abs(item.row), item.email, tuple(fields)))
-                    updates.append({"id": sub.id, "updated_at": now, **changes,
-                                    "field_sources": with_sources(sources, fields, self.source)})
-                    audits.append({"at": now, "subscriber_id": sub.id, "actor": self.source,
-                                   "action": "update", "reason": audit_reason(fields)})
+                    updates.append(Update(sub.id, {**changes, "field_sources": with_sources(sources, fields, self.source)},
+                                          audit_reason(fields)))
                 if not duplicate_only:
                     if fields:
                         self.result.updated += 1
                     else:
                         self.result.unchanged += 1
-            if inserts:  # Core executemany: no ORM objects for bulk rows
-                _bulk_insert(session, self.db.dialect, inserts)
-                # one audit row per new member, written by the database in one statement
-                session.execute(insert(AuditEntry.__table__).from_select(
-                    ["at", "subscriber_id", "actor", "action", "new_status", "reason"],
-                    select(literal(now, AuditEntry.at.type), Subscriber.id, literal(self.source),
-                           literal("create"), literal(SubscriberStatus.ACTIVE.value),
-                           literal("imported"))
-                    .where(self._one_of(Subscriber.email_key, [r["email_key"] for r in inserts]))))
-                self.result.imported += len(inserts)
-            for group in _same_keys(updates):
-                session.execute(update(Subscriber), group)
-            if audits:
-                session.execute(insert(AuditEntry.__table__), audits)
+            store.insert(inserts, self.source, now)
+            self.result.imported += len(inserts)
+            store.update(updates, self.source, now)
             if self.dry_run:
                 raise _DryRunRollback
+        self.salt = salt  # committed: it never changes once stored
 
     def write_chunk(self, items: list[_Parsed], rows: dict[int, SourceRow]) -> None:
         for attempt in (1, 2):
-            saved = (replace(self.result, rejects=list(self.result.rejects)), self.analyzed_at)
+            saved = replace(self.result, rejects=list(self.result.rejects))
             self.pending_rejects = []
             try:
                 self.write(items, rows)
             except _DryRunRollback:
                 pass
-            except IntegrityError:
+            except (Conflict, IntegrityError):
                 # Another import added one of these addresses after our lookup (PostgreSQL, read
                 # committed). The chunk rolled back; once more, those rows are found as existing.
-                self.result, self.analyzed_at = saved
+                self.result = saved
                 if attempt == 2:
                     raise
                 continue
@@ -350,58 +327,10 @@ class _Importer:
                 self.record_change(change, rows.get(change.row))
             return
 
-    def _one_of(self, column: Any, values: list[str]) -> Any:
-        """`column IN (...)`; on PostgreSQL `= ANY(array)`: one parameter instead of 1,000
-        (the driver and SQLAlchemy otherwise re-render and re-parse a 1,000-placeholder query)."""
-        if self.db.dialect == "postgresql":
-            return column == any_(bindparam(None, values, type_=ARRAY(String)))
-        return column.in_(values)
-
-    def _refresh_statistics(self, session: Session) -> None:
-        """PostgreSQL plans from table statistics; while a big import grows a table faster than
-        autovacuum re-analyses it, the per-chunk key lookups would turn into full scans
-        (quadratic). Re-analyse each time the import has doubled what it inserted."""
-        done = self.result.imported
-        if self.db.dialect == "postgresql" and done >= max(CHUNK_ROWS, 2 * self.analyzed_at):
-            session.execute(text("ANALYZE subscribers"))
-            self.analyzed_at = done
-
     @staticmethod
     def _stored(sub: Any) -> SubscriberDetails:
         return SubscriberDetails(sub.first_name, sub.last_name, sub.organisation, sub.region,
                                  sub.member_type, {})
-
-    def _new_row(self, item: _Parsed, now: datetime) -> dict[str, Any]:
-        d = item.details
-        return {
-            "email": item.email, "email_key": item.key, "first_name": d.first_name,
-            "last_name": d.last_name, "organisation": d.organisation, "region": d.region,
-            "member_type": d.member_type, "attributes": dict(d.attributes),
-            "status": SubscriberStatus.ACTIVE, "consent_source": self.source, "consent_at": now,
-            "consent_version": item.consent_version, "joined_at": item.joined_at or now,
-            "created_at": now, "updated_at": now,
-        }
-
-
-def _bulk_insert(session: Session, dialect: str, rows: list[dict[str, Any]]) -> None:
-    """Insert new subscribers in the chunk's transaction: COPY on PostgreSQL (psycopg sends an
-    executemany as one statement per row), executemany on SQLite (a C loop)."""
-    if dialect != "postgresql":
-        session.execute(insert(Subscriber.__table__), rows)
-        return
-    columns = list(rows[0])
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY subscribers ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[c]) if c == "attributes" else row[c] for c in columns])
-
-
-def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Group update parameter sets by their columns (executemany needs one shape per call)."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
-    yield from groups.values()
 
 
 def import_file(db: Database, path: Path, *, source: str | None = None,
@@ -433,6 +362,9 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
                 raise
             if batch:
                 importer.chunk(batch)
+            if not dry_run and importer.result.imported >= ANALYZE_AFTER:
+                with db.engine.begin() as conn:
+                    analyze(conn)
             if progress:
                 progress(reader.size, reader.size)
             importer.finish()

@@ -79,12 +79,14 @@ class RowReader:
         width = len(self.header)
         for number, cells in self.cells:
             cleaned: tuple[str, ...] = ()
-            if CONTROL_CHARS.search("".join(cells)):
+            joined = "".join(cells)
+            if CONTROL_CHARS.search(joined):
                 cleaned = tuple(self._column_name(i) for i, c in enumerate(cells)
                                 if CONTROL_CHARS.search(c))
                 cells = [CONTROL_CHARS.sub("", c) for c in cells]
-            if not any(c.strip() for c in cells):
-                continue  # blank line
+                joined = "".join(cells)
+            if not joined.strip():
+                continue  # blank line (every cell empty or spaces)
             values: dict[str, str] = {}
             attributes: dict[str, str] = {}
             for (kind, name), cell in zip(self.columns, cells, strict=False):

@@ -72,7 +72,7 @@ def normalise_email(raw: str | None) -> Address:
     text = (raw or "").strip()
     if not text:
         raise InvalidEmail("missing email address")
-    if _ANY_CONTROL.search(text):
+    if not text.isprintable() and _ANY_CONTROL.search(text):
         raise InvalidEmail("invalid email address: it contains control characters")
     local, at, domain = text.partition("@")
     if at and _PLAIN_LOCAL.match(local) and len(local) <= 64 and len(text) <= 254 and domain.isascii():
@@ -181,24 +181,33 @@ class SubscriberDetails:
     def checked(self) -> SubscriberDetails:
         """Trimmed and validated copy: control characters removed (tabs and line breaks in names
         become spaces), region canonical, member type lower-cased, lengths ok."""
-        region = None
-        region_text = _clean(self.region)
+        return SubscriberDetails.checked_from(self.first_name, self.last_name, self.organisation, self.region,
+                                              self.member_type, self.attributes)
+
+    @staticmethod
+    def checked_from(first_name: str | None, last_name: str | None, organisation: str | None,
+                     region: str | None, member_type: str | None,
+                     attributes: Mapping[str, str]) -> SubscriberDetails:
+        """`SubscriberDetails(...).checked()` without the unchecked copy (an import does this per row)."""
+        region_slug = None
+        region_text = _clean(region)
         if region_text is not None:
-            region = _region(region_text)
-            if region is None:
+            region_slug = _region(region_text)
+            if region_slug is None:
                 raise InputError(f"unknown region {region_text!r}",
                                  hint=f"use one of: {', '.join(REGION_SLUGS)} (or an alias)")
-        values = {
-            "first_name": _clean(self.first_name), "last_name": _clean(self.last_name),
-            "organisation": _clean(self.organisation),
-            "member_type": member_type_value(_clean(self.member_type)),
-        }
-        for name, value in values.items():
+        first, last, org = _clean(first_name), _clean(last_name), _clean(organisation)
+        mtype = member_type_value(_clean(member_type))
+        for name, value in (("first_name", first), ("last_name", last), ("organisation", org),
+                            ("member_type", mtype)):
             if value is not None and len(value) > MAX_LENGTHS[name]:
                 raise InputError(f"{name.replace('_', ' ')} is longer than {MAX_LENGTHS[name]} characters")
-        attrs = {remove_controls(str(k)).strip(): remove_controls(str(v)).strip()
-                 for k, v in self.attributes.items()}
-        return SubscriberDetails(region=region, attributes={k: v for k, v in attrs.items() if v}, **values)
+        attrs: dict[str, str] = {}
+        if attributes:
+            cleaned = {remove_controls(str(k)).strip(): remove_controls(str(v)).strip()
+                       for k, v in attributes.items()}
+            attrs = {k: v for k, v in cleaned.items() if v}
+        return SubscriberDetails(first, last, org, region_slug, mtype, attrs)
 
     def controls_removed(self) -> list[str]:
         """Names of the given values that contain control characters (`checked` removes them)."""
@@ -224,7 +233,11 @@ class SubscriberDetails:
 
 
 def _clean(value: str | None) -> str | None:
-    text = _LINE_BREAKS.sub(" ", remove_controls(value or "")).strip()
+    if not value:
+        return None
+    if value.isprintable():  # no control or invisible format characters: the common case, quickly
+        return value.strip() or None
+    text = _LINE_BREAKS.sub(" ", remove_controls(value)).strip()
     return text or None
 
 
