@@ -26,9 +26,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import and_, bindparam, not_, or_, select, true, update
+from sqlalchemy import Connection, bindparam, not_, or_, select, true, update
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
 
 from newsletter.db import Database
 from newsletter.delivery.complaints import paused_runs
@@ -173,6 +172,22 @@ class Sender:
                    eligible(true()))
             .order_by(Recipient.id)
         )
+        # The claim, compiled once: the next due batch of these runs, one UPDATE ... RETURNING (its
+        # subquery skips rows another sender has locked on PostgreSQL; SQLite's writer lock is
+        # held by the caller). Run through Core: the ORM's bulk-update handling cost more than it.
+        now = bindparam("now", type_=Batch.claimed_at.type)
+        due = (select(Batch.id)
+               .where(Batch.run_id.in_(bindparam("run_ids", expanding=True)), Batch.status == BatchStatus.PENDING.value,
+                      or_(Batch.not_before.is_(None), Batch.not_before <= now), not_(paused_runs()))
+               .order_by(Batch.run_id, Batch.seq).limit(1))
+        if db.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        self._claim_stmt = (
+            update(Batch).where(Batch.id == due.scalar_subquery(), Batch.status == BatchStatus.PENDING.value)
+            .values(status=BatchStatus.IN_FLIGHT.value, claimed_by=bindparam("owner"), claimed_at=now,
+                    attempts=Batch.attempts + 1, updated_at=now)
+            .returning(Batch.id, Batch.run_id, Batch.seq, Batch.attempts)
+        )
         self._local = threading.local()  # per worker: claim_next, next_claim
         self.rate_limited_until = 0.0  # monotonic time of the end of SendGrid's last 429 pause
         self._announced_until = 0.0
@@ -238,31 +253,14 @@ class Sender:
                 delay = min(2.0, delay * 2)
 
     # -- claims ------------------------------------------------------------------------------
-    def _ready(self) -> object:
-        t = utcnow()
-        return and_(
-            Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value,
-            or_(Batch.not_before.is_(None), Batch.not_before <= t), not_(paused_runs()),
-        )
-
-    def _claim_in(self, session: Session) -> Claim | None:
-        """Claim the next due batch: one UPDATE ... RETURNING (its subquery skips rows another
-        sender has locked on PostgreSQL; SQLite's writer lock is held by the caller)."""
-        t = utcnow()
-        subquery = select(Batch.id).where(self._ready()).order_by(Batch.run_id, Batch.seq).limit(1)  # type: ignore[arg-type]
-        if self.db.dialect == "postgresql":
-            subquery = subquery.with_for_update(skip_locked=True)
-        row = session.execute(
-            update(Batch).where(Batch.id == subquery.scalar_subquery(), Batch.status == BatchStatus.PENDING.value)
-            .values(status=BatchStatus.IN_FLIGHT.value, claimed_by=self.sender_id, claimed_at=t,
-                    attempts=Batch.attempts + 1, updated_at=t)
-            .returning(Batch.id, Batch.run_id, Batch.seq, Batch.attempts)
-        ).first()
+    def _claim_in(self, conn: Connection) -> Claim | None:
+        """Claim the next due batch (see `_claim_stmt`)."""
+        row = conn.execute(self._claim_stmt, {"run_ids": self.run_ids, "now": utcnow(), "owner": self.sender_id}).first()
         return None if row is None else Claim(row[0], row[1], row[2], row[3])
 
     def _claim(self) -> Claim | None:
-        with self.db.write_session() as session:
-            return self._claim_in(session)
+        with self.db.write_connection() as conn:
+            return self._claim_in(conn)
 
     def claim(self) -> Claim | None:
         return self._db_retrying("claim a batch", self._claim)
@@ -270,10 +268,10 @@ class Sender:
     def _write_outcome(self, claim: Claim, values: dict[str, object]) -> bool:
         """Record one batch's outcome and, when this worker goes on, claim its next batch in the
         same transaction (one commit a batch instead of two)."""
-        with self.db.write_session() as session:
+        with self.db.write_connection() as conn:
             # Still ours, even if another sender meanwhile took our long request for abandoned
             # and marked it uncertain: what we learnt (accepted, failed) is better than a guess.
-            done = session.execute(
+            done = conn.execute(
                 update(Batch)
                 .where(Batch.id == claim.batch_id,
                        Batch.status.in_([BatchStatus.IN_FLIGHT.value, BatchStatus.UNCERTAIN.value]),
@@ -281,9 +279,9 @@ class Sender:
                 .values(**values)
             )
             go_on = getattr(self._local, "claim_next", False) and not self.stop.is_set()
-            following = self._claim_in(session) if go_on else None
+            following = self._claim_in(conn) if go_on else None
         self._local.next_claim = following
-        return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+        return bool(done.rowcount == 1)
 
     def _finish(self, claim: Claim, **values: object) -> bool:
         """Record the outcome, only if the batch is still ours. A database that is restarting or

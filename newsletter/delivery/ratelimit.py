@@ -90,8 +90,8 @@ class DatabaseRate:
 
     def reserve(self) -> float:
         """Take the next slot; returns it as Unix time."""
-        with self.db.write_session() as session:
-            slot = session.execute(self._take, {"name": self.name, "interval": self.interval}).scalar()
+        with self.db.write_connection() as conn:
+            slot = conn.execute(self._take, {"name": self.name, "interval": self.interval}).scalar()
         if slot is None:
             self._ensure_row()
             return self.reserve()
@@ -99,8 +99,8 @@ class DatabaseRate:
 
     def due_in(self) -> float:
         """Seconds until the next slot (without taking it): to wait out a pause before claiming."""
-        with self.db.session() as session:
-            next_at = session.execute(self._peek, {"name": self.name}).scalar()
+        with self.db.engine.connect() as conn:
+            next_at = conn.execute(self._peek, {"name": self.name}).scalar()
         return max(0.0, float(next_at or 0.0) - time.time())
 
     def pause(self, seconds: float) -> None:
