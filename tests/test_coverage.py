@@ -85,3 +85,32 @@ def test_members_no_segment_reaches_are_named_by_region(edition: Path, cli) -> N
     assert "not in any segment of this edition: 5 active members (east 4, no region 1)" in dry.stdout
     data = json.loads(cli("send", "x.yaml", "--build", "build/2026-12", "--dry-run", "--json").stdout)
     assert data[0]["not_in_any_segment"] == {"east": 4, "none": 1}
+
+
+THREE_REGIONS = """\
+edition: "2027-01"
+title: January digest
+subject: Your January digest
+preheader: The month in local-government IT
+intro: Hello members.
+featured: data-bill-right-to-be-forgotten
+articles:
+  slugs: [gdpr-roadmap]
+segments:
+  scotland: {}
+  wales: {}
+  london: {}
+"""
+
+
+def test_check_names_the_members_an_edition_of_three_regions_leaves_out(  # type: ignore[no-untyped-def]
+        project: Path, db: Database, db_url: str, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    assert cli("subscribers", "import", "subscribers/sample.csv").exit_code == 0
+    (project / "issues" / "2027-01.yaml").write_text(THREE_REGIONS, "utf-8")
+    result = cli("check", "issues/2027-01.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert "scotland: 4 active members today" in result.stdout
+    assert ("not in any segment of this edition: 28 active members (yorkshire 4, east 3, east-midlands 3, "
+            "north-east 3, north-west 3, northern-ireland 3, south-east 3, south-west 3, west-midlands 3)"
+            ) in result.stdout
