@@ -428,3 +428,27 @@ def test_a_job_that_fires_while_it_is_being_moved_does_not_send(env, monkeypatch
     deliver = Recorder()
     assert daemon(settings, db, deliver, at=info.send_at).execute_send(EDITION, "east") is None
     assert deliver.sent == [] and state(db, "east").state == "scheduled"
+
+
+def test_a_send_due_while_its_edition_is_paused_fails_naming_the_pause_and_a_move_after_resuming_sends_it(  # type: ignore[no-untyped-def]
+        env) -> None:
+    """The complaint guard's pause holds for scheduled sends too: the due send sends nothing and is
+    failed with the pause as its note (it does not wait by itself); after a person resumes the
+    edition, `schedule move` sends it."""
+    from newsletter.delivery import pause_edition, resume_edition
+
+    settings, db, manifest = env
+    [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
+    assert pause_edition(db, EDITION, actor="complaint-guard", reason="complaint guard: 3 spam reports")
+    assert daemon_for(settings, db, clock=lambda: info.send_at).execute_send(EDITION, "east") == "failed"
+    note = state(db, "east").note or ""
+    assert "is paused" in note and "complaint guard: 3 spam reports" in note
+    assert not (settings.resolved_outbox_dir / EDITION).exists()  # nothing went to members
+
+    resume_edition(db, EDITION, actor="cli:ann")
+    moved = move(db, settings, EDITION, "east", soon(30))
+    assert moved.state == "scheduled"
+    assert daemon_for(settings, db, clock=lambda: moved.send_at).execute_send(EDITION, "east") == "sent"
+    files = (settings.resolved_outbox_dir / EDITION / "east").glob("*.json")
+    emails = [to["email"] for f in files for p in json.loads(f.read_text())["personalizations"] for to in p["to"]]
+    assert sorted(emails) == sorted(MEMBERS["east"])
