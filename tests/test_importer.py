@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError
@@ -353,3 +354,39 @@ def test_international_addresses_on_import(db: Database, tmp_path: Path) -> None
     assert result.imported == 1 and result.rejected == 1
     assert result.rejects[0].row == 3 and "non-ASCII characters before the @" in result.rejects[0].reason
     assert set(members(db)) == {"ann@xn--bcher-kva.example"}
+
+
+def test_progress_is_reported_once_each_chunk_is_stored(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "many.csv"
+    path.write_text("Email\n" + "".join(f"m{i}@example.org\n" for i in range(25)), "utf-8")
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        with db.session() as session:
+            stored = session.scalar(select(func.count()).select_from(Subscriber))
+        seen.append((done, total, stored or 0))
+
+    assert import_file(db, path, chunk_rows=10, progress=progress).imported == 25
+    size = path.stat().st_size
+    assert [stored for _, _, stored in seen] == [10, 20, 25]  # each call after its chunk was written
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    assert seen[-1][:2] == (size, size)
+
+
+def test_a_failed_chunk_stops_the_import_and_keeps_the_chunks_before(db: Database, tmp_path: Path) -> None:
+    # a database error while writing the third chunk (here a trigger refusing one address)
+    with db.engine.begin() as conn:
+        if db.dialect == "sqlite":
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                                 "WHEN NEW.email_key = 'm25@example.org' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        else:
+            conn.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                                 "IF NEW.email_key = 'm25@example.org' THEN RAISE EXCEPTION 'refused'; END IF; "
+                                 "RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()")
+    path = tmp_path / "many.csv"
+    path.write_text("Email\n" + "".join(f"m{i}@example.org\n" for i in range(60)), "utf-8")
+    with pytest.raises(DBAPIError, match="refused"):
+        import_file(db, path, chunk_rows=10)
+    assert len(members(db)) == 20  # the first two chunks; nothing after the failed one

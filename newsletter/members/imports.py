@@ -50,6 +50,9 @@ from newsletter.members.subscribers import (
 from newsletter.models import utcnow
 
 CHUNK_ROWS = 1000
+# PostgreSQL: each chunk costs round trips and a commit (a WAL flush), so bigger chunks (measured:
+# server CPU for 100,000 rows -20 %, wall -25 %); on SQLite they gained nothing.
+POSTGRES_CHUNK_ROWS = 5000
 # Statistics are refreshed once at the end of an import that added this many members (fewer are
 # left to autovacuum); the lookups during the import do not depend on them.
 ANALYZE_AFTER = 1000
@@ -335,12 +338,13 @@ class _Importer:
 
 def import_file(db: Database, path: Path, *, source: str | None = None,
                 mapping: dict[str, str] | None = None, dry_run: bool = False,
-                report_path: Path | None = None, chunk_rows: int = CHUNK_ROWS,
+                report_path: Path | None = None, chunk_rows: int | None = None,
                 progress: ProgressFn | None = None, overwrite_manual: bool = False,
                 date_order: DateOrder = "dmy") -> ImportResult:
     """Import a CSV / XLSX file of subscribers. Raises ImportFileError when the file cannot be read
     at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
     actor = f"import:{source or path.name}"
+    chunk_rows = chunk_rows or (POSTGRES_CHUNK_ROWS if db.dialect == "postgresql" else CHUNK_ROWS)
     with open_rows(path, mapping or {}) as reader:
         report = open_output(report_path, "utf-8-sig") if report_path else None
         try:
