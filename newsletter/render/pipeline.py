@@ -360,7 +360,7 @@ def inline_css(html: str) -> str:
     # premailer keeps the doctype only when lxml reports it spelled exactly as the source has it
     root = tree if stripped.startswith(tree.docinfo.doctype) else page
     transformed = etree.tostring(root, method="html", pretty_print=True, encoding="utf-8").decode("utf-8")
-    if not transformed.lstrip().lower().startswith("<!doctype"):
+    if transformed.lstrip()[:9].lower() != "<!doctype":  # the prefix only, not the whole document
         transformed = DOCTYPE + "\n" + transformed
     return transformed
 
