@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import sys
 import tempfile
@@ -238,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         csv_path = Path(tmp) / "members.csv"
         write_csv(csv_path, args.rows)
         for kind in ("sqlite", "postgresql") if args.postgres_url else ("sqlite",):
+            load_before = os.getloadavg()[0]
             report[kind] = run_backend(kind, args.postgres_url, args.rows, args.members, segments, csv_path)
+            # the machine may be shared: the 1-minute load average before and after each backend
+            report[kind]["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(report, indent=2))
     return 0
 
