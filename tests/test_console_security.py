@@ -196,4 +196,4 @@ def test_every_change_has_an_audit_entry_naming_the_user(console: Console) -> No
     assert (f"admin:{ADMIN}", "email") in members and (f"admin:{ADMIN}", "update") in members
     assert (f"admin:{ADMIN}", "status") in members
     with console.db.session() as session:
-        assert session.scalar(select(BatchAudit)) is None  # batches: see test_console_reports
+        assert session.scalar(select(BatchAudit)) is None  # batches: see test_console_editions.py
