@@ -228,6 +228,21 @@ def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments:
     return existing.id
 
 
+def frozen_runs(db: Database, edition: str, segments: Sequence[str]) -> list[SendRun]:
+    """The runs already frozen for these segments of the edition (a resumed send)."""
+    with db.session() as session:
+        return list(session.scalars(select(SendRun).where(SendRun.edition == edition, SendRun.segment.in_(segments))
+                                    .order_by(SendRun.id)))
+
+
+def check_frozen_builds(db: Database, edition: str, variants: Sequence[VariantToSend]) -> None:
+    """DeliveryError when a segment was frozen from another build, before any segment is sent."""
+    runs = {run.segment: run for run in frozen_runs(db, edition, [v.segment for v in variants])}
+    for variant in variants:
+        if variant.segment in runs:
+            _check_same_build(runs[variant.segment], variant)
+
+
 def freeze_audience(
     db: Database,
     edition: str,

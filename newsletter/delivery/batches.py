@@ -151,8 +151,9 @@ class Sender:
         self, db: Database, transport: Transport, builders: Mapping[int, MailBuilder], policy: SendPolicy,
         on_batch: Callable[[int, int, str], None] | None = None,
         on_wait: Callable[[float, str], None] | None = None, journal_dir: Path | None = None,
+        more_runs: bool = False,
     ) -> None:
-        self.db, self.transport, self.builders, self.policy = db, transport, builders, policy
+        self.db, self.transport, self.builders, self.policy = db, transport, dict(builders), policy
         self.sender_id = new_owner_id()
         self.stop = threading.Event()
         self.limiter = process_limiter(policy.max_requests_per_second)
@@ -162,6 +163,12 @@ class Sender:
         self.on_wait = on_wait
         self.journal = OutcomeJournal(journal_dir, self.sender_id) if journal_dir is not None else None
         self.run_ids = list(builders)
+        # Set once every run this sender will send has been added (see add_run): until then a
+        # worker with nothing to claim waits for more instead of finishing.
+        self.all_runs_added = threading.Event()
+        self._runs_changed = threading.Condition()
+        if not more_runs:
+            self.all_runs_added.set()
         # Members who unsubscribed, bounced, complained, paused or were erased since the audience
         # was frozen (a scheduled send, or one resumed or retried later) are left out.
         self._batch_rows = (
@@ -192,6 +199,32 @@ class Sender:
         self.rate_limited_until = 0.0  # monotonic time of the end of SendGrid's last 429 pause
         self._announced_until = 0.0
         self._announce_lock = threading.Lock()
+
+    # -- runs added while sending (the next segments, frozen meanwhile) ---------------------------
+    def add_run(self, run_id: int, builder: MailBuilder) -> None:
+        """Send this run's batches too (its builder is in place before any worker can claim them)."""
+        self.builders[run_id] = builder
+        with self._runs_changed:
+            self.run_ids = [*self.run_ids, run_id]
+            self._runs_changed.notify_all()
+
+    def runs_complete(self) -> None:
+        """No more runs will be added: workers finish once nothing is left to claim."""
+        with self._runs_changed:
+            self.all_runs_added.set()
+            self._runs_changed.notify_all()
+
+    def _wait_for_runs(self, seen: list[int]) -> None:
+        """Until a run is added after `seen` (or none will be): no database polling meanwhile."""
+        with self._runs_changed:
+            if self.run_ids is seen and not self.all_runs_added.is_set() and not self.stop.is_set():
+                self._runs_changed.wait(1.0)
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the send because of `exc` (raised by run(), unless an earlier error came first)."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop.set()
 
     # -- waiting -----------------------------------------------------------------------------
     def announce(self, seconds: float, why: str) -> None:
@@ -305,13 +338,14 @@ class Sender:
             journal.written(claim.batch_id)
         return done
 
-    def waiting(self) -> float | None:
+    def waiting(self, run_ids: list[int] | None = None) -> float | None:
         """None when nothing is left to claim; else seconds until the next pending batch is due."""
+        runs = self.run_ids if run_ids is None else run_ids
 
         def due_next() -> list[datetime | None]:
             with self.db.session() as session:
                 return list(session.scalars(
-                    select(Batch.not_before).where(Batch.run_id.in_(self.run_ids), Batch.status == BatchStatus.PENDING.value,
+                    select(Batch.not_before).where(Batch.run_id.in_(runs), Batch.status == BatchStatus.PENDING.value,
                                                    not_(paused_runs()))
                     .order_by(Batch.not_before.is_not(None), Batch.not_before).limit(1)
                 ).all())
@@ -450,9 +484,14 @@ class Sender:
                             return
                     claim = self.claim()
                 if claim is None:
-                    left = self.waiting()
+                    # read before looking: a run added after this is in the look, or wakes us
+                    complete, seen = self.all_runs_added.is_set(), self.run_ids
+                    left = self.waiting(seen)
                     if left is None:
-                        return
+                        if complete:
+                            return
+                        self._wait_for_runs(seen)  # the next segment is still being frozen
+                        continue
                     self.announce(left, "before retrying batches that failed (backoff)")
                     self.stop.wait(min(max(left, 0.01), 0.5))
                     continue

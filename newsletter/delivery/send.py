@@ -9,7 +9,9 @@ SendGrid) only with resend_uncertain=True.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,13 +26,15 @@ from newsletter.delivery.audience import (
     Assignment,
     AudiencePlan,
     SegmentPlan,
+    check_frozen_builds,
     freeze_audience,
+    frozen_runs,
     plan_audience,
 )
 from newsletter.delivery.batches import Sender, SendPolicy, prepare_runs
 from newsletter.delivery.complaints import edition_pause
-from newsletter.delivery.journal import journal_dir
-from newsletter.delivery.requests import MailBuilder, MessageOptions, VariantToSend
+from newsletter.delivery.journal import journal_dir, replay_journals
+from newsletter.delivery.requests import MAX_PERSONALIZATIONS, MailBuilder, MessageOptions, VariantToSend
 from newsletter.delivery.tokens import token_secret
 from newsletter.delivery.transports import Transport, make_transport
 from newsletter.errors import DeliveryError, InputError, NotFound
@@ -257,40 +261,85 @@ def send_edition(
         return []
     _refuse_paused(db, edition)
     transport = transport or make_transport(settings)
-    # assigned clauses are disjoint, so PostgreSQL may freeze segments in parallel
-    run_ids = freeze_audience(db, edition, variants, assignments, batch_size=settings.batch_size, workers=FREEZE_WORKERS)
-    archive_variants(db, variants)  # the web archive shows a variant once its send has started
     policy = policy or policy_from_settings(settings)
     journal = journal_dir(settings, db)
-    prepare_runs(db, run_ids, policy, resend_uncertain, journal)
     options = MessageOptions(
         public_base_url=settings.public_base_url, secret=token_secret(db, settings), reply_to=settings.reply_to,
         sandbox=settings.sandbox_mode, click_tracking=settings.click_tracking, open_tracking=settings.open_tracking,
     )
-    builders = {rid: MailBuilder(v, options, rid) for rid, v in zip(run_ids, variants, strict=True)}
-    sent: dict[int, int] = {rid: 0 for rid in run_ids}
+    check_frozen_builds(db, edition, variants)  # a resumed send from another build: refused before anything goes
+    size = max(1, min(settings.batch_size, MAX_PERSONALIZATIONS))
+    already = {r.segment: r for r in (_report(db, run) for run in frozen_runs(db, edition, [v.segment for v in variants]))}
+    archive_variants(db, variants)  # the web archive shows a variant once its send has started
+    replay_journals(db, journal)  # outcomes of senders that are gone, before any batch is looked at
+    sent: dict[int, int] = {}
+    run_ids: list[int | None] = [None] * len(variants)
 
     def on_batch(run_id: int, recipients: int, status: str) -> None:
         if status == BatchStatus.ACCEPTED.value:
-            sent[run_id] += recipients
+            sent[run_id] = sent.get(run_id, 0) + recipients
         if progress is not None:
             progress.advance(recipients, 1)
 
-    if progress is not None:
-        before = [_report(db, _run(db, rid)) for rid in run_ids]
-        progress.start(sum(r.audience for r in before), sum(r.batches for r in before),
-                       sum(r.accepted + r.failed + r.uncertain for r in before),
-                       sum(r.batches_done for r in before))
-    _mark_runs(db, run_ids, transport.name, starting=True)
-    sender = Sender(db, transport, builders, policy, on_batch,
-                    on_wait=progress.waiting if progress is not None else None, journal_dir=journal)
+    if progress is not None:  # segments not frozen yet: the plan's count, by the same rule as the freeze
+        totals = [(already[p.segment].audience, already[p.segment].batches) if p.segment in already
+                  else (p.audience, -(-p.audience // size)) for p in plan.segments]
+        progress.start(sum(t[0] for t in totals), sum(t[1] for t in totals),
+                       sum(r.accepted + r.failed + r.uncertain for r in already.values()),
+                       sum(r.batches_done for r in already.values()))
+    sender = Sender(db, transport, {}, policy, on_batch, on_wait=progress.waiting if progress is not None else None,
+                    journal_dir=journal, more_runs=True)
+
+    def freeze_one(index: int) -> None:
+        """Freeze one segment (at once when a run exists), make it ready and hand it to the sender."""
+        if sender.stop.is_set():
+            return
+        variant = variants[index]
+        run_id = freeze_audience(db, edition, [variant], assignments, batch_size=size)[0]
+        prepare_runs(db, [run_id], policy, resend_uncertain)
+        _mark_runs(db, [run_id], transport.name, starting=True)
+        run_ids[index] = run_id
+        sender.add_run(run_id, MailBuilder(variant, options, run_id))
+
+    def freeze_all() -> None:
+        # Each segment is sent as soon as it is frozen, while the next ones freeze (assigned
+        # clauses are disjoint, so the order does not change who gets which variant). On
+        # PostgreSQL FREEZE_WORKERS segments freeze at once; SQLite has one writer, so there a
+        # freeze would hold up every claim and outcome: it freezes every segment first.
+        try:
+            if db.dialect == "postgresql" and FREEZE_WORKERS > 1:
+                with ThreadPoolExecutor(max_workers=FREEZE_WORKERS) as pool:
+                    list(pool.map(freeze_one, range(len(variants))))
+            else:
+                for index in range(len(variants)):
+                    freeze_one(index)
+        except BaseException as exc:
+            sender.fail(exc)
+        finally:
+            sender.runs_complete()
+
+    freezer = threading.Thread(target=freeze_all, name="freezer", daemon=True)
+    if db.dialect == "postgresql":
+        freezer.start()
+    else:
+        freeze_all()
+        if sender.fatal is not None:
+            raise sender.fatal
     try:
         sender.run()
     except KeyboardInterrupt:
-        _mark_runs(db, run_ids, transport.name, starting=False)
-        raise SendInterrupted([_report(db, _run(db, rid), sent[rid]) for rid in run_ids]) from None
-    _mark_runs(db, run_ids, transport.name, starting=False)
-    reports = [_report(db, _run(db, rid), sent[rid]) for rid in run_ids]
+        sender.stop.set()
+        if freezer.is_alive():
+            freezer.join()  # the segment being frozen commits; no other starts
+        frozen = [rid for rid in run_ids if rid is not None]
+        _mark_runs(db, frozen, transport.name, starting=False)
+        raise SendInterrupted([_report(db, _run(db, rid), sent.get(rid, 0)) for rid in frozen]) from None
+    finally:
+        if freezer.is_alive():
+            freezer.join()
+    frozen = [rid for rid in run_ids if rid is not None]
+    _mark_runs(db, frozen, transport.name, starting=False)
+    reports = [_report(db, _run(db, rid), sent.get(rid, 0)) for rid in frozen]
     _refuse_paused(db, edition, reports)  # paused while sending: say so rather than "pending"
     return reports
 
