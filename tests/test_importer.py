@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from newsletter.db import Database
 from newsletter.errors import ImportFileError
-from newsletter.members.imports import import_file
+from newsletter.members.imports import ImportResult, import_file
 from newsletter.members.privacy import erase
 from newsletter.members.subscribers import find_subscriber, set_status, unsubscribe
 from newsletter.models import AuditEntry, Subscriber, SubscriberStatus
@@ -390,3 +390,42 @@ def test_a_failed_chunk_stops_the_import_and_keeps_the_chunks_before(db: Databas
     with pytest.raises(DBAPIError, match="refused"):
         import_file(db, path, chunk_rows=10)
     assert len(members(db)) == 20  # the first two chunks; nothing after the failed one
+
+
+def test_an_address_another_import_stores_meanwhile_is_updated_not_doubled(db: Database, tmp_path: Path) -> None:
+    # PostgreSQL (read committed): another writer stores m3 after this import looked the chunk up.
+    # The import's insert waits for the other transaction; once that commits, m3 is taken, so the
+    # chunk is rolled back and done again, finding m3 stored. (SQLite's write lock rules this out.)
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite imports hold the write lock from lookup to commit")
+    import threading
+    import time
+
+    path = tmp_path / "many.csv"
+    path.write_text("Email,First name\n" + "".join(f"m{i}@example.org,New{i}\n" for i in range(6)), "utf-8")
+    other = db.engine.connect()
+    other.begin()
+    other.exec_driver_sql("INSERT INTO subscribers (email, email_key, first_name, attributes, field_sources, status, "
+                          "joined_at, created_at, updated_at) VALUES ('m3@example.org', 'm3@example.org', 'Old', "
+                          "'{}', '{}', 'unsubscribed', now(), now(), now())")
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(import_file(db, path)))
+    worker.start()
+    with db.engine.connect() as watch:
+        for _ in range(200):  # until the import waits for our row lock
+            if watch.exec_driver_sql("SELECT count(*) FROM pg_locks WHERE NOT granted").scalar():
+                break
+            time.sleep(0.05)
+    other.commit()
+    other.close()
+    worker.join(30)
+    result = outcome[0]
+    assert isinstance(result, ImportResult)
+    assert result.counts() == {"imported": 5, "updated": 1, "unchanged": 0, "duplicates": 0, "rejected": 0}
+    stored = members(db)
+    assert len(stored) == 6
+    assert stored["m3@example.org"].first_name == "New3"
+    assert stored["m3@example.org"].status == SubscriberStatus.UNSUBSCRIBED  # never reactivated
+    with db.session() as session:
+        creates = session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "create"))
+    assert creates == 5
