@@ -361,7 +361,8 @@ class Sender:
         # send time. The statement is compiled once per sender (bound parameters).
         with self.db.engine.connect() as conn:
             rows = conn.execute(self._batch_rows, {"run_id": claim.run_id, "batch_id": claim.batch_id}).all()
-        return [RecipientRow(r[0], r[1], r[2], r[3] or "") if r[1].isascii() and (r[2] or "").isascii()
+        make = RecipientRow._make
+        return [make(r) if r[1].isascii() and (r[2] is None or r[2].isascii()) and r[3] is not None
                 else _legacy_row(r[0], r[1], r[2], r[3] or "") for r in rows]
 
     def request_for(self, claim: Claim) -> MailRequest | None:

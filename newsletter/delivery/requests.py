@@ -15,6 +15,7 @@ import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sendgrid.helpers.mail import (
     Category,
@@ -68,9 +69,9 @@ class MessageOptions:
     open_tracking: bool = False
 
 
-@dataclass(frozen=True)
-class RecipientRow:
-    """One frozen recipient as the request needs it."""
+class RecipientRow(NamedTuple):
+    """One frozen recipient as the request needs it (immutable; a tuple, because a send makes one
+    per recipient and a frozen dataclass's __init__ cost more than the rest of reading the row)."""
 
     subscriber_id: int
     email: str
