@@ -253,11 +253,15 @@ def send_edition(
     edition_segments = [v.segment for v in all_variants]
     assignments = _assignments(_segment_rules(db, settings, edition_segments), edition_segments,
                                [v.segment for v in variants])
-    plan = plan_audience(db, edition, [v.segment for v in variants], assignments)
+    # The counts are for people (the prompt, the dry run, the progress bar): the freeze counts for
+    # itself, so a send nobody watches skips these scans of the members table.
+    plan = (plan_audience(db, edition, [v.segment for v in variants], assignments)
+            if dry_run or confirm is not None or progress is not None else None)
     if dry_run:
+        assert plan is not None
         return [RunReport(None, edition, p.segment, v.subject, "dry-run", None, p.audience, p.excluded)
                 for p, v in zip(plan.segments, variants, strict=True)]
-    if confirm is not None and not confirm(plan):
+    if confirm is not None and plan is not None and not confirm(plan):
         return []
     _refuse_paused(db, edition)
     transport = transport or make_transport(settings)
@@ -281,7 +285,7 @@ def send_edition(
         if progress is not None:
             progress.advance(recipients, 1)
 
-    if progress is not None:  # segments not frozen yet: the plan's count, by the same rule as the freeze
+    if progress is not None and plan is not None:  # not frozen yet: the plan's count, by the freeze's rule
         totals = [(already[p.segment].audience, already[p.segment].batches) if p.segment in already
                   else (p.audience, -(-p.audience // size)) for p in plan.segments]
         progress.start(sum(t[0] for t in totals), sum(t[1] for t in totals),
