@@ -431,19 +431,27 @@ def test_a_job_that_fires_while_it_is_being_moved_does_not_send(env, monkeypatch
 
 
 def test_a_send_due_while_its_edition_is_paused_fails_naming_the_pause_and_a_move_after_resuming_sends_it(  # type: ignore[no-untyped-def]
-        env) -> None:
+        env, monkeypatch: pytest.MonkeyPatch) -> None:
     """The complaint guard's pause holds for scheduled sends too: the due send sends nothing and is
-    failed with the pause as its note (it does not wait by itself); after a person resumes the
-    edition, `schedule move` sends it."""
+    failed with the pause as its note (it does not wait by itself), and the "failed" notice says to
+    resume the edition first, then move the send; after a person resumes the edition, `schedule
+    move` sends it."""
     from newsletter.delivery import pause_edition, resume_edition
 
-    settings, db, manifest = env
+    _, db, manifest = env
+    monkeypatch.setenv("NEWSLETTER_NOTIFY_EMAIL", "comms@example.org")
+    settings = load_settings()
     [info] = schedule_edition(db, settings, manifest, segments=["east"], at=soon())
     assert pause_edition(db, EDITION, actor="complaint-guard", reason="complaint guard: 3 spam reports")
     assert daemon_for(settings, db, clock=lambda: info.send_at).execute_send(EDITION, "east") == "failed"
     note = state(db, "east").note or ""
     assert "is paused" in note and "complaint guard: 3 spam reports" in note
     assert not (settings.resolved_outbox_dir / EDITION).exists()  # nothing went to members
+    [failed] = (settings.resolved_outbox_dir / "_notices" / "failed").glob("*.json")
+    text = " ".join(json.loads(failed.read_text())["content"][0]["value"].split())
+    resume = text.index(f"newsletter sends resume {EDITION}")
+    assert resume < text.index(f"newsletter schedule move {EDITION} --segment east --at TIME")
+    assert "Fix the cause" not in text
 
     resume_edition(db, EDITION, actor="cli:ann")
     moved = move(db, settings, EDITION, "east", soon(30))

@@ -44,7 +44,7 @@ from sqlalchemy import select, update
 from newsletter.config import Settings
 from newsletter.content import SendWindow, describe
 from newsletter.db import Database
-from newsletter.delivery import make_transport, new_owner_id, owner_alive, retry_notices, send_edition
+from newsletter.delivery import EditionPaused, make_transport, new_owner_id, owner_alive, retry_notices, send_edition
 from newsletter.errors import DeliveryError
 from newsletter.models import ScheduledSend, ScheduleState, utcnow
 from newsletter.schedule.alarms import AlarmClock, SendKey
@@ -213,6 +213,9 @@ class Daemon:
     def _deliver(self, send: ScheduledSendInfo) -> str:
         try:
             result = self.deliver(send)
+        except EditionPaused as exc:  # the complaint guard: the notice says to resume first
+            return self._finish(send, S.FAILED, f"delivery failed: {exc}", expect=[S.SENDING],
+                                owned_by=self.owner, paused=True)
         except Exception as exc:
             log.exception("%s: delivery failed", send.key)
             return self._finish(send, S.FAILED, f"delivery failed: {exc}", expect=[S.SENDING],
@@ -231,13 +234,14 @@ class Daemon:
         return state
 
     def _finish(self, send: ScheduledSendInfo, state: str, note: str | None, *,
-                expect: list[ScheduleState], owned_by: str | None = None, tell_outcome: bool = True) -> str:
+                expect: list[ScheduleState], owned_by: str | None = None, tell_outcome: bool = True,
+                paused: bool = False) -> str:
         if set_state(self.db, send.edition, send.segment, state, expect=expect, note=note,
                      owned_by=owned_by):
             log.log(logging.INFO if state == S.SENT else logging.WARNING, "%s: %s%s", send.key,
                     state, f" — {note}" if note else "")
             if tell_outcome and state in (S.STALE, S.MISSED, S.FAILED):
-                tell(self.db, self.settings, outcome_notice(send, state, note))
+                tell(self.db, self.settings, outcome_notice(send, state, note, paused=paused))
             return state
         row = self._load(send.edition, send.segment)
         log.info("%s: not marked %s; it is now %s", send.key, state, row.state if row else "gone")

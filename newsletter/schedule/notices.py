@@ -44,15 +44,21 @@ NEXT_STEP = {
     "failed": "Fix the cause, then `newsletter schedule move {edition} --segment {segment} --at TIME`: "
               "delivery resumes and batches already accepted are not sent again.",
 }
+# A send that came due while the complaint guard held its edition: a move alone would fail again.
+PAUSED_NEXT_STEP = ("Look at the complaints (`newsletter sends show {edition}`); to go on, first "
+                    "`newsletter sends resume {edition}`, then `newsletter schedule move {edition} --segment {segment} "
+                    "--at TIME`: delivery resumes and batches already accepted are not sent again.")
 
 
-def outcome_notice(send: ScheduledSendInfo, state: str, note: str | None) -> Notice:
-    """stale, missed or failed: what happened (the row's note) and what to run."""
+def outcome_notice(send: ScheduledSendInfo, state: str, note: str | None, *, paused: bool = False) -> Notice:
+    """stale, missed or failed: what happened (the row's note) and what to run (`paused`: it failed
+    because the complaint guard paused its edition, so the edition is resumed first)."""
     reason = note or state
     paragraphs = [f"The send of edition {send.edition} to {send.segment}, scheduled for {send.local_time}: "
                   f"{state}.", reason]
-    if state in NEXT_STEP:
-        paragraphs.append(NEXT_STEP[state].format(edition=send.edition, segment=send.segment))
+    step = PAUSED_NEXT_STEP if paused and state == "failed" else NEXT_STEP.get(state)
+    if step:
+        paragraphs.append(step.format(edition=send.edition, segment=send.segment))
     return Notice(kind=state, about=send.key, reason=reason,
                   subject=f"{STATE_WORDS.get(state, state)}: {send.key} ({send.local_time})",
                   paragraphs=tuple(paragraphs), data=_data(send))
