@@ -99,20 +99,15 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A digest's definition (or its problems) and its latest occurrences."""
-    from newsletter.schedule import list_digests, list_occurrences
+    from newsletter.schedule import digest_detail
 
     cfg = settings()
     db = _history_db(cfg)
     try:
-        infos = {i.name: i for i in list_digests(db, cfg)}
-        occurrences = list_occurrences(db, cfg, name, limit=limit) if db is not None and name in infos else []
+        info, occurrences = digest_detail(db, cfg, name, limit=limit)
     finally:
         if db is not None:
             db.dispose()
-    if name not in infos:
-        raise InputError(f"no digest {name!r} in issues/digests/",
-                         hint=f"the digests are: {', '.join(infos)}" if infos else "add issues/digests/<name>.yaml")
-    info = infos[name]
     if as_json:
         print_json({**info.to_json(), "occurrences": [o.to_json() for o in occurrences]})
     else:

@@ -19,7 +19,7 @@ occurrence renews a heartbeat on its row; one that died is replaced by the lease
 batch sender (newsletter.delivery.owner_alive), and preparing again is harmless (the same feeds,
 the same manifest).
 
-The console calls the same functions as the CLI: list_digests, list_occurrences,
+The console calls the same functions as the CLI: list_digests, digest_detail, list_occurrences,
 approve_occurrence, skip_occurrence, run_digest_now, dry_run_digest.
 """
 
@@ -245,6 +245,17 @@ def list_digests(db: Database | None, settings: Settings, *, now: datetime | Non
         infos.append(DigestInfo(path.stem, _shown(path, settings), digest, tuple(problems),
                                 digest.next_send(moment) if digest else None, last))
     return infos
+
+
+def digest_detail(db: Database | None, settings: Settings, name: str, *, limit: int = 20,
+                  now: datetime | None = None) -> tuple[DigestInfo, list[OccurrenceInfo]]:
+    """One digest (its definition, or its problems) and its latest occurrences, newest first
+    (`digests show`, the console's digest page); NotFound naming the digests there are."""
+    infos = {i.name: i for i in list_digests(db, settings, now=now)}
+    if name not in infos:
+        raise NotFound(f"no digest {name!r} in issues/digests/",
+                       hint=f"the digests are: {', '.join(infos)}" if infos else "add issues/digests/<name>.yaml")
+    return infos[name], list_occurrences(db, settings, name, limit=limit) if db is not None else []
 
 
 def occurrence(db: Database, settings: Settings, name: str, occurs_on: date | str) -> OccurrenceInfo:
