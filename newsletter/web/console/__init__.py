@@ -1,4 +1,4 @@
-"""The console under `/admin/`: comms (editions, previews, test sends, schedules, reports) and
+"""The console under `/admin/`: comms (editions, previews, test sends, schedules, digests, reports) and
 admins (also members, segments, users). Server-rendered; a little plain JS (static/console.js) for
 the live segment count and the import progress bar. Handlers parse, call the stage packages (the
 same functions as the CLI) and render; `guard.page` does sign-in, roles and form tokens."""
@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.schedule import edition_summaries
-from newsletter.web.console import auth_pages, editions, members, reports, segments, users
+from newsletter.web.console import auth_pages, digests, editions, members, reports, segments, users
 from newsletter.web.console.guard import Ctx, page, render
 from newsletter.web.pages import state
 
@@ -34,6 +34,10 @@ ROUTES: list[BaseRoute] = [
     Route("/editions/{edition}/schedule", editions.edition_schedule, methods=["POST"]),
     Route("/editions/{edition}/move", editions.edition_move, methods=["POST"]),
     Route("/editions/{edition}/cancel", editions.edition_cancel, methods=["POST"]),
+    Route("/digests", digests.digests_list),
+    Route("/digests/{name}", digests.digest_page),
+    Route("/digests/{name}/{day}/approve", digests.occurrence_approve, methods=["POST"]),
+    Route("/digests/{name}/{day}/skip", digests.occurrence_skip, methods=["POST"]),
     Route("/reports", reports.reports_list),
     Route("/reports/{edition}", reports.report_page),
     Route("/reports/{edition}/resume", reports.edition_resume, methods=["POST"]),
