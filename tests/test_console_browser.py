@@ -1,7 +1,7 @@
 """The console in a real browser (Playwright for Python driving Debian's Chromium, one browser for
 the run) against `newsletter serve`'s app on loopback, with the sample project and the outbox
-transport. Two journeys: a comms user (preview, test send, schedule, move, cancel, 403 on member
-pages) and an admin (a segment with its live count, a member's new address, an import with its
+transport. Three journeys: a comms user (preview, test send, schedule, move, cancel, 403 on member
+pages), a comms user approving then skipping a digest's occurrence, and an admin (a segment with its live count, a member's new address, an import with its
 reject report). Screenshots go to build/screenshots/console-*.png."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from console_support import ADMIN, COMMS, PASSWORD, make_user
+from digest_support import Item, utc, write_digest, write_feed
 from playwright.sync_api import expect
 
 from newsletter.config import Settings, load_settings
@@ -24,6 +25,7 @@ from newsletter.db import Database
 from newsletter.delivery import list_runs
 from newsletter.members import find_subscriber, import_sample
 from newsletter.models import ScheduledSend
+from newsletter.schedule import list_schedule, occurrence, run_digest_now
 from newsletter.web import create_app
 
 pytestmark = pytest.mark.slow
@@ -127,6 +129,37 @@ def test_comms_previews_test_sends_schedules_moves_and_cancels(site: Site, brows
         answer = page.goto(site.base + path)
         assert answer.status == 403 and "for admins" in page.inner_text("main")
     _shot(page, "comms-403")
+    context.close()
+
+
+def test_comms_approves_a_digest_occurrence_then_skips_it(site: Site, browser: object) -> None:
+    project, prepared = site.settings.project_dir, utc(2099, 1, 5, 10, 0)
+    write_feed(project / "issues/digests/feeds/test.xml", [
+        Item("shetland-ferry-booking-goes-online", utc(2099, 1, 4, 14, 0), "Scotland"),
+        Item("councils-share-a-cloud-exit-plan", utc(2099, 1, 3, 9, 0))])
+    write_digest(project, feeds=["issues/digests/feeds/test.xml"], policy="review", deadline="30m")
+    assert run_digest_now(site.db, site.settings, "test-weekly", now=prepared).state == "awaiting_review"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    _sign_in(page, site, COMMS)
+    page.click("nav a:has-text('Digests')")
+    expect(page.locator("#digests")).to_contain_text("lgit-weekly")
+    _shot(page, "digests")
+    page.click("#digests a:has-text('test-weekly')")
+    row = page.locator("#occurrence-2099-01-05")
+    expect(row).to_contain_text("awaiting review")
+    _shot(page, "digest-review")
+    row.locator("button:has-text('Approve')").click()
+    expect(page.locator(".notice")).to_contain_text("Approved test-weekly 2099-01-05")
+    expect(row).to_contain_text("scheduled")
+    assert {s.state for s in list_schedule(site.db, site.settings, edition="test-weekly-2099-01-05")} == {"scheduled"}
+    _shot(page, "digest-approved")
+    row.locator("input[name=reason]").fill("sent by hand instead")
+    row.locator("button:has-text('Skip')").click()
+    expect(page.locator(".notice")).to_contain_text("Skipped test-weekly 2099-01-05")
+    assert occurrence(site.db, site.settings, "test-weekly", "2099-01-05").reason == \
+        f"skipped by console:{COMMS}: sent by hand instead"
+    _shot(page, "digest-skipped")
     context.close()
 
 
