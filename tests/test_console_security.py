@@ -13,7 +13,16 @@ from sqlalchemy import select, text
 
 from newsletter.accounts import LOCK_AFTER, LOCK_FOR, LoginRefused, authenticate, list_users
 from newsletter.db import Database
-from newsletter.models import AuditEntry, BatchAudit, ConsoleAudit, ConsoleUser, ScheduledSend, SegmentDefinition, utcnow
+from newsletter.models import (
+    AuditEntry,
+    BatchAudit,
+    ConsoleAudit,
+    ConsoleUser,
+    ScheduledSend,
+    SegmentDefinition,
+    Subscriber,
+    utcnow,
+)
 
 
 @pytest.fixture
@@ -197,3 +206,30 @@ def test_every_change_has_an_audit_entry_naming_the_user(console: Console) -> No
     assert (f"admin:{ADMIN}", "status") in members
     with console.db.session() as session:
         assert session.scalar(select(BatchAudit)) is None  # batches: see test_console_editions.py
+
+
+def test_member_erase_resubscribe_access_import_and_export_are_audited_without_the_address(console: Console) -> None:
+    console.login(ADMIN)
+    token = console.csrf()
+    admin = f"console:{ADMIN}"
+    with console.db.session() as session:
+        erased_email = session.scalar(select(Subscriber.email).where(Subscriber.id == 2))
+    console.client.post("/admin/members/1", data={"csrf": token, "action": "unsubscribe"})
+    console.client.post("/admin/members/1", data={"csrf": token, "action": "resubscribe"})
+    assert console.client.post("/admin/members/1", data={"csrf": token, "action": "access"}).status_code == 200
+    assert console.client.post("/admin/members/2", data={"csrf": token, "action": "erase",
+                                                         "confirm": erased_email}).status_code == 303
+    assert console.client.get("/admin/members/export?segment=london").status_code == 200
+    upload = ("new.csv", b"email,first_name,region\nnew.member@example.org,Nia,Wales\n", "text/csv")
+    assert console.client.post("/admin/members/import", data={"csrf": token, "dry_run": "yes"},
+                               files={"file": upload}).status_code == 303
+    with console.db.session() as session:
+        audit = [(a.actor, a.action, a.target, a.detail) for a in session.scalars(select(ConsoleAudit))]
+        member_1 = {(a.actor, a.action) for a in session.scalars(select(AuditEntry).where(AuditEntry.subscriber_id == 1))}
+        member_2 = [(a.actor, a.action, a.reason) for a in session.scalars(select(AuditEntry).where(AuditEntry.subscriber_id == 2))]
+    actions = {(actor, action) for actor, action, _, _ in audit}
+    for action in ("member-access", "member-export", "member-import"):
+        assert (admin, action) in actions, action
+    assert (f"admin:{ADMIN}", "status") in member_1  # unsubscribe and resubscribe
+    assert any(action == "erase" and actor == f"admin:{ADMIN}" for actor, action, _ in member_2)
+    assert erased_email and all(erased_email not in repr(row) for row in audit + member_2)
