@@ -58,7 +58,7 @@ def test_the_list_shows_the_sample_digest_with_its_next_occurrence(console: Cons
     listed = console.client.get("/admin/digests")
     assert listed.status_code == 200
     assert 'href="/admin/digests/lgit-weekly"' in listed.text and nxt in listed.text
-    assert "day_of_week tue, hour 8, minute 0 (Europe/London)" in listed.text
+    assert "every Tuesday at 08:00 (Europe/London)" in listed.text
     assert "review" in listed.text and "by 2 h after the send time" in listed.text and "north-east" in listed.text
     page = console.client.get("/admin/digests/lgit-weekly")
     assert page.status_code == 200 and nxt in page.text and "No occurrences yet" in page.text

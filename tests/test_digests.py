@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from digest_support import (
 from sqlalchemy import func, select
 
 from newsletter.config import Settings, load_settings
+from newsletter.content import load_digest
 from newsletter.db import Database, open_database
 from newsletter.errors import ScheduleError
 from newsletter.models import DigestOccurrence
@@ -402,3 +404,17 @@ def test_digests_use_the_stored_segments_like_every_other_reader(env, tmp_path) 
     assert stored is not None and problems == []
     [(_, from_file, file_problems)] = load_digests(settings)
     assert from_file is None and any("heads-of-it" in p for p in file_problems)
+
+
+@pytest.mark.parametrize(("recurrence", "shown"), [
+    ({"day_of_week": "tue", "hour": "8", "minute": "0"}, "every Tuesday at 08:00 (Europe/London)"),
+    ({"day_of_week": "mon,thu", "hour": "17", "minute": "30"}, "every Monday and Thursday at 17:30 (Europe/London)"),
+    ({"day_of_week": "mon-fri", "hour": "7", "minute": "5"}, "every weekday at 07:05 (Europe/London)"),
+    ({"hour": "6", "minute": "0"}, "every day at 06:00 (Europe/London)"),
+    ({"day": "1st mon", "hour": "8", "minute": "0"}, "day 1st mon, hour 8, minute 0 (Europe/London)"),
+])
+def test_the_recurrence_is_told_in_words_where_it_is_a_plain_week_or_day(project: Path, recurrence: dict[str, str],
+                                                                        shown: str) -> None:
+    settings = load_settings(project)
+    digest = load_digest(project / "issues" / "digests" / "lgit-weekly.yaml", settings)
+    assert replace(digest, recurrence=recurrence).recurrence_text == shown

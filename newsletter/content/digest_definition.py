@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -255,8 +255,34 @@ class Digest:
 
     @property
     def recurrence_text(self) -> str:
-        fields = ", ".join(f"{k} {v}" for k, v in self.recurrence.items())
-        return f"{fields} ({self.zone})"
+        """"every Tuesday at 08:00 (Europe/London)" for the usual weekly or daily pattern; the cron
+        fields as written for anything else."""
+        when = _plain_recurrence(self.recurrence)
+        if when is None:
+            when = ", ".join(f"{k} {v}" for k, v in self.recurrence.items())
+        return f"{when} ({self.zone})"
+
+
+_DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday", "fri": "Friday",
+              "sat": "Saturday", "sun": "Sunday"}
+
+
+def _plain_recurrence(fields: Mapping[str, object]) -> str | None:
+    """Words for {day_of_week: <days>, hour: H, minute: M}, or None when the fields say more than that."""
+    hour, minute = str(fields.get("hour", "")).strip(), str(fields.get("minute", "")).strip()
+    if set(fields) - {"day_of_week", "hour", "minute"} or not (hour.isdigit() and minute.isdigit()):
+        return None
+    at = f"at {int(hour):02d}:{int(minute):02d}"
+    days = str(fields.get("day_of_week", "")).strip().lower()
+    if not days or days == "*":
+        return f"every day {at}"
+    if days == "mon-fri":
+        return f"every weekday {at}"
+    names = [_DAY_NAMES.get(part.strip(), "") for part in days.split(",")]
+    if not all(names):
+        return None
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    return f"every {listed} {at}"
 
 
 SegmentResolver = Callable[[str, Sequence[str]], str]
