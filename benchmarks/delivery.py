@@ -31,8 +31,12 @@ sys.path.insert(0, str(REPO))
 
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.db import Database, open_database  # noqa: E402
+from newsletter.delivery.audience import freeze_audience  # noqa: E402
 from newsletter.delivery.requests import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
 from newsletter.delivery.send import (  # noqa: E402
+    FREEZE_WORKERS,
+    _assignments,
+    _segment_rules,
     load_variants,
     run_report,
     send_edition,
@@ -138,6 +142,8 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--senders", type=int, default=1, help="sender processes sharing the send")
+    parser.add_argument("--freeze-first", action="store_true",
+                        help="freeze every segment before the timed send (to time the senders alone)")
     args = parser.parse_args()
 
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
@@ -156,6 +162,11 @@ def main() -> None:
         settings = load_settings(root, database_url=db_url, concurrency=args.concurrency, secret=SECRET,
                                  max_requests_per_second=100_000.0, request_timeout=60.0)
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
+        if args.freeze_first:
+            edition, variants = load_variants(build)
+            names = [v.segment for v in variants]
+            freeze_audience(db, edition, variants, _assignments(_segment_rules(db, settings, names), names, names),
+                            workers=FREEZE_WORKERS)
         others = [multiprocessing.Process(target=_send_process, args=(db_url, str(root), str(build), url,
                                                                       args.concurrency))
                   for _ in range(args.senders - 1)]
@@ -198,6 +209,7 @@ def main() -> None:
         "naive_scaled_seconds": round(naive_scaled, 1),
         "speedup_vs_naive": round(naive_scaled / elapsed, 1),
         "senders": args.senders,
+        "freeze_first": args.freeze_first,
         "every_member_once": sink_personalizations == sent == frozen_total,
         "goal_seconds": GOAL_SECONDS,
         "goal_peak_rss_mb": GOAL_PEAK_RSS_MB,
