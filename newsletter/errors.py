@@ -35,6 +35,12 @@ class NewsletterError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @property
+    def explained(self) -> str:
+        """The message with its hint in brackets, for a page or a stored note (the CLI prints the
+        hint on a line of its own)."""
+        return self.message + (f" ({self.hint})" if self.hint else "")
+
 
 class InputError(NewsletterError):
     exit_code = 2

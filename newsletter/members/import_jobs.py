@@ -115,7 +115,7 @@ def run_import_job(db: Database, job_id: int) -> None:
                              progress=progress, chunk_rows=500)
         values = {"state": "done", "result": _result(result)}
     except NewsletterError as exc:
-        values = {"state": "failed", "error": exc.message + (f" ({exc.hint})" if exc.hint else "")}
+        values = {"state": "failed", "error": exc.explained}
     except Exception as exc:  # the job must end, whatever happened; the page says what
         values = {"state": "failed", "error": f"{exc.__class__.__name__}: {exc}"}
     with db.session() as session:

@@ -54,8 +54,7 @@ def digest_page(request: Request, ctx: Ctx) -> Response:
 
 def _refused(request: Request, ctx: Ctx, name: str, what: str, exc: NewsletterError) -> Response:
     """The digest's page with why nothing changed (no such digest: the console's 404 page)."""
-    hint = f" ({exc.hint})" if exc.hint else ""
-    return _digest_page(request, ctx, name, error=f"Not {what}: {exc.message}{hint}", status=409)
+    return _digest_page(request, ctx, name, error=f"Not {what}: {exc.explained}", status=409)
 
 
 @page()

@@ -127,7 +127,7 @@ def edition_schedule(request: Request, ctx: Ctx) -> Response:
     try:
         infos = schedule_edition(web.db, web.settings, summary.manifest, segments=segments, at=at)
     except NewsletterError as exc:
-        return _fail(request, ctx, edition, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return _fail(request, ctx, edition, exc.explained)
     detail = "; ".join(f"{i.segment} at {i.local_time}" for i in infos)
     log_action(web.db, ctx.user.actor, "schedule", f"edition {edition}", detail)
     return back(request, f"/editions/{edition}", f"Scheduled: {detail}.")
@@ -142,7 +142,7 @@ def edition_move(request: Request, ctx: Ctx) -> Response:
         every = segment in ("", "*")
         infos = move_sends(web.db, web.settings, edition, _at(ctx), segments=None if every else [segment], all_segments=every)
     except NewsletterError as exc:
-        return _fail(request, ctx, edition, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return _fail(request, ctx, edition, exc.explained)
     detail = "; ".join(f"{i.segment} to {i.local_time}" for i in infos)
     log_action(web.db, ctx.user.actor, "schedule-move", f"edition {edition}", detail)
     return back(request, f"/editions/{edition}", f"Moved: {detail}.")
@@ -156,7 +156,7 @@ def edition_cancel(request: Request, ctx: Ctx) -> Response:
     try:
         infos = cancel(web.db, web.settings, edition, None if segment in ("", "*") else segment)
     except NewsletterError as exc:
-        return _fail(request, ctx, edition, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return _fail(request, ctx, edition, exc.explained)
     detail = ", ".join(f"{i.segment} ({i.state})" for i in infos)
     log_action(web.db, ctx.user.actor, "schedule-cancel", f"edition {edition}", detail)
     return back(request, f"/editions/{edition}", f"Cancelled: {detail}.")

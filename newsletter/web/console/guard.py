@@ -166,9 +166,9 @@ def page(role: str = "comms", *, upload: bool = False) -> Callable[[Handler], Ca
             except NotFound as exc:
                 return forbidden(request, exc.message, 404, user)
             except InputError as exc:
-                return forbidden(request, exc.message + (f" ({exc.hint})" if exc.hint else ""), 400, user)
+                return forbidden(request, exc.explained, 400, user)
             except NewsletterError as exc:
-                return forbidden(request, exc.message + (f" ({exc.hint})" if exc.hint else ""), 500, user)
+                return forbidden(request, exc.explained, 500, user)
 
         endpoint.__name__ = handler.__name__
         endpoint.__doc__ = handler.__doc__

@@ -133,7 +133,7 @@ def member_post(request: Request, ctx: Ctx) -> Response:
             else:
                 return _member_page(request, ctx, error="Unknown action; nothing was changed.", status=400)
     except NewsletterError as exc:
-        return _member_page(request, ctx, error=exc.message + (f" ({exc.hint})" if exc.hint else ""), status=400)
+        return _member_page(request, ctx, error=exc.explained, status=400)
     return back(request, path, notice)
 
 

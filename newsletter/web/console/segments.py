@@ -37,7 +37,7 @@ def _problem_text(exc: NewsletterError) -> str:
     if isinstance(exc, ProblemsError):
         return "; ".join(f"line {p.line}, column {p.col}: {p.message}" + (f" ({p.hint})" if p.hint else "")
                          for p in exc.problems)
-    return exc.message + (f" ({exc.hint})" if exc.hint else "")
+    return exc.explained
 
 
 def _editor(request: Request, ctx: Ctx, name: str, *, rule: str, description: str, create: bool, error: str = "",
