@@ -82,7 +82,7 @@ def _occurrence_lines(o: OccurrenceInfo) -> list[str]:
     if o.manifest_path:
         lines.append(f"  manifest: {o.manifest_path} ({len(o.articles)} articles)")
     if o.review_deadline and o.state == "awaiting_review":
-        lines.append(f"  review: {o.preview}  (approve by {o.review_deadline.isoformat()})")
+        lines.append(f"  review: {o.preview}  (approve by {o.review_deadline_text})")
         lines.append(f"  newsletter digests approve {o.digest} {o.occurs_on}  |  "
                      f"newsletter digests skip {o.digest} {o.occurs_on} --reason ...")
     for problem in o.feed_problems:

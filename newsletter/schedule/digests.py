@@ -147,6 +147,10 @@ class OccurrenceInfo:
     def local_time(self) -> str:
         return describe(self.send_at, self.zone)
 
+    @property
+    def review_deadline_text(self) -> str | None:
+        return describe(self.review_deadline, self.zone) if self.review_deadline else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "digest": self.digest, "date": self.occurs_on.isoformat(), "state": self.state,
