@@ -183,6 +183,28 @@ def test_one_variant_per_member_when_segments_overlap(tmp_path: Path, db: Databa
     assert {r.segment: r.accepted for r in list_runs(db)} == {"scotland": 5, "wales": 5, "london": 0}
 
 
+def test_a_member_who_moves_segment_between_two_freezes_is_sent_once(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """Scotland is sent, then a Scottish member moves to Wales: the Welsh freeze meets a member
+    frozen for the edition already (the plain insert collides) and leaves them out, with the
+    batch counts and the run's audience right."""
+    build, settings = setup
+    seed_members(db, {"scotland": 12, "wales": 25})
+    transport = MemoryTransport()
+    send_edition(db, settings, build, segments=["scotland"], transport=transport)
+    with db.session() as session:
+        moved = session.scalars(select(Subscriber).where(Subscriber.region == "scotland").order_by(Subscriber.id)).first()
+        moved.region = "wales"
+        moved_email = moved.email
+        session.commit()
+    [wales] = send_edition(db, settings, build, segments=["wales"], transport=transport)
+    assert Counter(transport.recipients())[moved_email] == 1
+    assert len(transport.recipients()) == 37
+    assert (wales.audience, wales.accepted, wales.batches) == (25, 25, 3)
+    with db.session() as session:
+        counts = session.scalars(select(Batch.recipient_count).where(Batch.run_id == wales.run_id).order_by(Batch.seq)).all()
+    assert sum(counts) == 25 and max(counts) <= 10
+
+
 def test_cli_send_list_show(tmp_path: Path, db: Database, db_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import json
 
