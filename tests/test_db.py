@@ -117,3 +117,31 @@ def test_sqlite_write_session_takes_the_write_lock_up_front(tmp_path) -> None:
         assert s.get(Meta, "a").value == "1"
     other.dispose()
     database.dispose()
+
+
+def test_bulk_rows_relaxes_the_collector_only_while_the_last_user_runs() -> None:
+    """A send or an import raises the collector's threshold while it streams rows; the usual one is
+    back once the last of them (another thread's, or a nested one) ends, also after an error."""
+    import gc
+    import threading
+
+    from newsletter.db import BULK_GC_THRESHOLD, bulk_rows
+
+    usual = gc.get_threshold()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_user() -> None:
+        with bulk_rows():
+            inside.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=other_user)
+    thread.start()
+    inside.wait(5)
+    with pytest.raises(RuntimeError), bulk_rows():
+        assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD
+        raise RuntimeError
+    assert gc.get_threshold()[0] >= BULK_GC_THRESHOLD  # the other thread still streams
+    release.set()
+    thread.join()
+    assert gc.get_threshold() == usual

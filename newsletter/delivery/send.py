@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from newsletter.config import Settings
-from newsletter.db import Database
+from newsletter.db import Database, bulk_rows
 from newsletter.delivery.archive import archive_variants
 from newsletter.delivery.audience import (
     Assignment,
@@ -330,7 +330,8 @@ def send_edition(
         if sender.fatal is not None:
             raise sender.fatal
     try:
-        sender.run()
+        with bulk_rows():
+            sender.run()
     except KeyboardInterrupt:
         sender.stop.set()
         if freezer.is_alive():

@@ -26,7 +26,7 @@ from typing import IO, Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.db import Database
+from newsletter.db import Database, bulk_rows
 from newsletter.errors import ImportFileError, InputError
 from newsletter.members.import_store import ChunkStore, Conflict, NewMember, Update, analyze
 from newsletter.members.provenance import (
@@ -345,7 +345,7 @@ def import_file(db: Database, path: Path, *, source: str | None = None,
     at all (no email column, unreadable); bad rows are rejected and reported, never fatal."""
     actor = f"import:{source or path.name}"
     chunk_rows = chunk_rows or (POSTGRES_CHUNK_ROWS if db.dialect == "postgresql" else CHUNK_ROWS)
-    with open_rows(path, mapping or {}) as reader:
+    with open_rows(path, mapping or {}) as reader, bulk_rows():
         report = open_output(report_path, "utf-8-sig") if report_path else None
         try:
             importer = _Importer(db, actor, dry_run, report, reader.header,

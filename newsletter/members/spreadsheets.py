@@ -77,26 +77,27 @@ class RowReader:
 
     def rows(self) -> Iterator[SourceRow]:
         width = len(self.header)
+        fields = [(i, name) for i, (kind, name) in enumerate(self.columns) if kind == "field"]
+        attrs = [(i, key) for i, (kind, key) in enumerate(self.columns) if kind == "attr"]
+        search = CONTROL_CHARS.search
         for number, cells in self.cells:
             cleaned: tuple[str, ...] = ()
             joined = "".join(cells)
-            if CONTROL_CHARS.search(joined):
-                cleaned = tuple(self._column_name(i) for i, c in enumerate(cells)
-                                if CONTROL_CHARS.search(c))
+            if search(joined):
+                cleaned = tuple(self._column_name(i) for i, c in enumerate(cells) if search(c))
                 cells = [CONTROL_CHARS.sub("", c) for c in cells]
                 joined = "".join(cells)
-            if not joined.strip():
+            if not joined or joined.isspace():
                 continue  # blank line (every cell empty or spaces)
-            values: dict[str, str] = {}
-            attributes: dict[str, str] = {}
-            for (kind, name), cell in zip(self.columns, cells, strict=False):
-                if kind == "field":
-                    values[name] = cell
-                elif kind == "attr" and cell.strip():
-                    attributes[name] = cell
-            extra = [c for c in cells[width:] if c.strip()]
-            if extra:
-                values["__error__"] = (f"row has {len(cells)} cells but the header has {width}; "
+            count = len(cells)
+            if count >= width:
+                values = {name: cells[i] for i, name in fields}
+                attributes = {key: cells[i] for i, key in attrs if cells[i].strip()}
+            else:  # a short row: the missing cells are not given
+                values = {name: cells[i] for i, name in fields if i < count}
+                attributes = {key: cells[i] for i, key in attrs if i < count and cells[i].strip()}
+            if count > width and any(c.strip() for c in cells[width:]):
+                values["__error__"] = (f"row has {count} cells but the header has {width}; "
                                        "quote values that contain the delimiter")
             yield SourceRow(number, values, attributes, cells, cleaned)
 
