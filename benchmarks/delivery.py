@@ -35,7 +35,6 @@ from newsletter.db import Database, open_database  # noqa: E402
 from newsletter.delivery.audience import freeze_audience  # noqa: E402
 from newsletter.delivery.requests import MessageOptions, RecipientRow, helper_mail, substitutions  # noqa: E402
 from newsletter.delivery.send import (  # noqa: E402
-    FREEZE_WORKERS,
     _assignments,
     _segment_rules,
     load_variants,
@@ -170,7 +169,7 @@ def main() -> None:
             edition, variants = load_variants(build)
             names = [v.segment for v in variants]
             freeze_audience(db, edition, variants, _assignments(_segment_rules(db, settings, names), names, names),
-                            workers=FREEZE_WORKERS)
+                            workers=2)
         others = [multiprocessing.Process(target=_send_process, args=(db_url, str(root), str(build), url,
                                                                       args.concurrency))
                   for _ in range(args.senders - 1)]

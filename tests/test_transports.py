@@ -37,7 +37,8 @@ VARIANT = VariantToSend("2026-12", "wales", "Digest: <Wales> & more", "<p>Dear -
                         "0" * 64, "digest@example.org", "LPS Digest")
 RECIPIENTS = [RecipientRow(1, "ann@example.org", "Ann O'Neil", "Ann"), RecipientRow(2, "bo@example.org", None, "colleague"),
               RecipientRow(3, "zoë@example.org", "Zoë =cmd()", "Zoë"),
-              RecipientRow(4, "q@example.org", 'Q "the" \\ </script>', 'Q"\n\u2028')]
+              RecipientRow(4, "q@example.org", 'Q "the" \\ </script>', 'Q"\n\u2028'),
+              RecipientRow(5, "o'neil&co@example.org", None, "Jo & <Al>")]  # HTML-escaped in the _html twins
 
 
 @pytest.mark.parametrize("sandbox,tracking,reply_to", [(False, False, None), (True, True, "comms@example.org")])

@@ -146,6 +146,15 @@ def helper_mail(
     return mail
 
 
+def _html_json(value: str, value_json: str) -> str:
+    """`value` HTML-escaped, as a JSON string; `value_json` (its JSON form) when nothing needs
+    escaping, as for almost every name and address (one look for each character instead of
+    html.escape's five replacements and a second JSON escape)."""
+    if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+        return _escape(html.escape(value))
+    return value_json
+
+
 class MailBuilder:
     """Fast request bodies for one variant: the shared part is serialised once, and each
     personalization is written straight to JSON (strings escaped by the json module's own C
@@ -176,6 +185,7 @@ class MailBuilder:
 
     def personalization_json(self, r: RecipientRow, tail: str) -> str:
         email = _escape(r.email)
+        first_name = _escape(r.first_name)
         to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
         unsubscribe_token, preferences_token = self._link_tokens(r.subscriber_id)
         unsubscribe = self._unsubscribe_base + unsubscribe_token
@@ -183,9 +193,9 @@ class MailBuilder:
         return (
             f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>{self._mailto}",'
             f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
-            f'"substitutions":{{"-first_name-":{_escape(r.first_name)},'
-            f'"-first_name_html-":{_escape(html.escape(r.first_name))},"-email-":{email},'
-            f'"-email_html-":{_escape(html.escape(r.email))},'
+            f'"substitutions":{{"-first_name-":{first_name},'
+            f'"-first_name_html-":{_html_json(r.first_name, first_name)},"-email-":{email},'
+            f'"-email_html-":{_html_json(r.email, email)},'
             f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
             f'{tail}{r.subscriber_id}"}}}}'
         )
