@@ -192,8 +192,6 @@ class Sender:
         self._runs_changed = threading.Condition()
         if not more_runs:
             self.all_runs_added.set()
-        # Members who unsubscribed, bounced, complained, paused or were erased since the audience
-        # was frozen (a scheduled send, or one resumed or retried later) are left out.
         self._batch_rows = _batch_rows_statement(db.dialect)
         # The claim, compiled once: the next due batch of these runs, one UPDATE ... RETURNING (its
         # subquery skips rows another sender has locked on PostgreSQL; SQLite's writer lock is

@@ -85,14 +85,17 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 @lru_cache(maxsize=8)
-def _link_key(secret: bytes) -> bytes:
-    """The BLAKE2b key of the member links, derived from the secret (any length) and bound to them."""
-    return hmac.new(secret, _LINK_KEY_LABEL, hashlib.sha256).digest()
+def _link_hash(secret: bytes) -> hashlib.blake2b:
+    """The keyed BLAKE2b state of the member links: its key derived from the secret (any length)
+    and bound to them. Copied for each member, which is cheaper than keying a new hash each time."""
+    key = hmac.new(secret, _LINK_KEY_LABEL, hashlib.sha256).digest()
+    return hashlib.blake2b(digest_size=_LINK_DIGEST, key=key, person=_LINK_PERSON)
 
 
-def _link_macs(key: bytes, subscriber_id: int) -> str:
-    digest = hashlib.blake2b(b"%d" % subscriber_id, digest_size=_LINK_DIGEST, key=key, person=_LINK_PERSON).digest()
-    return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).decode("ascii")
+def _link_macs(keyed: hashlib.blake2b, subscriber_id: int) -> str:
+    h = keyed.copy()
+    h.update(b"%d" % subscriber_id)
+    return binascii.b2a_base64(h.digest(), newline=False).translate(_URLSAFE).decode("ascii")
 
 
 class LinkTokens:
@@ -101,21 +104,18 @@ class LinkTokens:
     per secret. Gives exactly make_token's results (tested)."""
 
     def __init__(self, secret: bytes | str) -> None:
-        # keyed once: copying the keyed state is cheaper than keying a new hash for every member
-        self._keyed = hashlib.blake2b(digest_size=_LINK_DIGEST, key=_link_key(_key(secret)), person=_LINK_PERSON)
+        self._keyed = _link_hash(_key(secret))
 
     def __call__(self, subscriber_id: int) -> tuple[str, str]:
         """(unsubscribe token, preferences token)."""
-        h = self._keyed.copy()
-        h.update(b"%d" % subscriber_id)
-        macs = binascii.b2a_base64(h.digest(), newline=False).translate(_URLSAFE).decode("ascii")
+        macs = _link_macs(self._keyed, subscriber_id)
         prefix = f"{subscriber_id}."
         return prefix + macs[:_LINK_MAC], prefix + macs[_LINK_MAC:]
 
 
 def _link_mac(secret: bytes, subscriber_id: int, purpose: str) -> str:
     half = LINK_PURPOSES.index(purpose)
-    return _link_macs(_link_key(secret), subscriber_id)[half * _LINK_MAC:(half + 1) * _LINK_MAC]
+    return _link_macs(_link_hash(secret), subscriber_id)[half * _LINK_MAC:(half + 1) * _LINK_MAC]
 
 
 def make_token(secret: bytes | str, subscriber_id: int, purpose: str) -> str:

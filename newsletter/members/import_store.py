@@ -56,10 +56,6 @@ _SQLITE_INSERT = (
 )
 
 
-class Conflict(Exception):
-    """Another writer stored one of the chunk's new addresses after the lookup (PostgreSQL)."""
-
-
 class Stored(NamedTuple):
     """The columns an import compares, of one stored member (values as the ORM would give them)."""
 
@@ -162,7 +158,7 @@ class ChunkStore:
 
     def insert(self, members: Sequence[NewMember], actor: str, now: datetime) -> None:
         """Insert new members (active, the import as their consent source) with one `create` audit
-        row each. Raises Conflict when one of the addresses is stored by now (PostgreSQL)."""
+        row each. IntegrityError when one of the addresses is stored by now (another writer)."""
         if not members:
             return
         if self.postgres:
@@ -170,9 +166,7 @@ class ChunkStore:
             with cursor.copy(f"COPY {_PG_TEMP} FROM STDIN") as copy:
                 for m in members:
                     copy.write_row((*m[:7], _json(m.attributes), m.consent_version, m.joined_at))
-            written = self.conn.exec_driver_sql(_PG_INSERT, {"now": now, "actor": actor}).rowcount
-            if written != len(members):
-                raise Conflict
+            self.conn.exec_driver_sql(_PG_INSERT, {"now": now, "actor": actor})
             return
         stamp = sqlite_stamp(now)
         self.conn.exec_driver_sql(_SQLITE_INSERT, [

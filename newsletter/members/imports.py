@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.db import Database, bulk_rows
 from newsletter.errors import ImportFileError, InputError
-from newsletter.members.import_store import ChunkStore, Conflict, NewMember, Update, analyze
+from newsletter.members.import_store import ChunkStore, NewMember, Update, analyze
 from newsletter.members.provenance import (
     FieldChange,
     audit_reason,
@@ -317,7 +317,7 @@ class _Importer:
                 self.write(items, rows)
             except _DryRunRollback:
                 pass
-            except (Conflict, IntegrityError):
+            except IntegrityError:
                 # Another import added one of these addresses after our lookup (PostgreSQL, read
                 # committed). The chunk rolled back; once more, those rows are found as existing.
                 self.result = saved
