@@ -72,3 +72,11 @@ def test_percentage_width_and_plain_http_warn() -> None:
     report = check_html(page('<img src="https://e.org/a.png" alt="" width="100%">'
                              '<a href="http://insecure.example.org/">x</a>'))
     assert report.ok and len(report.warnings) == 2
+
+
+def test_problems_are_found_in_badly_formed_markup_and_any_case() -> None:
+    report = check_html(page(CLEAN + '<p><a HREF="JavaScript:x()">x<div ONCLICK="y()"><IMG SRC="https://e.org/b.png">'))
+    assert "<a href>: javascript: URL 'JavaScript:x()'" in report.failed
+    assert "<div> has an event handler attribute 'onclick'" in report.failed
+    assert any("no alt attribute" in item for item in report.failed)
+    assert check_html("").failed[0] == "<html> has no lang attribute"
