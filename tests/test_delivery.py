@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from delivery_support import make_project, project_settings, seed_members
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from newsletter.db import Database
 from newsletter.delivery.send import list_runs, run_report, send_edition
@@ -19,7 +20,7 @@ from newsletter.delivery.transports.base import (
 )
 from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.errors import GateFailed, TransportAuthError
-from newsletter.models import Batch, Subscriber
+from newsletter.models import Batch, Subscriber, utcnow
 
 
 @pytest.fixture
@@ -364,3 +365,48 @@ def test_members_stored_before_cleaning_are_sent_with_ascii_domains_and_plain_na
     (p,) = transport.personalizations()
     assert p["to"] == [{"email": "ann@xn--bcher-kva.example", "name": "Ann Lee"}]
     assert p["substitutions"]["-first_name-"] == "Ann"
+
+
+def test_one_scan_census_agrees_with_counting_each_segment(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    import newsletter.delivery.audience as audience
+
+    seed_members(db, {"wales": 7, "scotland": 4, "london": 2}, {"unsubscribed": 3, "bounced": 2, "erased": 1})
+    with db.session() as session:
+        paused = session.scalars(select(Subscriber).where(Subscriber.region == "wales", Subscriber.status == "active")
+                                 .order_by(Subscriber.id)).first()
+        paused.paused_until = utcnow() + timedelta(days=3)
+    clauses = [("scotland", Subscriber.region == "scotland"), ("wales", Subscriber.region == "wales"),
+               ("london", Subscriber.region == "london"), ("north-east", Subscriber.region == "north-east")]
+    with db.session() as session:
+        one_by_one = {name: audience._census(session, clause) for name, clause in clauses}
+        together = audience._censuses(session, clauses)
+    assert together == one_by_one
+    assert together["wales"][0] == 6 and together["wales"][1]["paused"] == 1
+    assert together["north-east"] == (0, {"unsubscribed": 0, "bounced": 0, "complained": 0, "erased": 0, "paused": 0})
+
+
+def test_a_census_counted_before_the_freeze_does_not_change_who_is_frozen(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """The counts handed to the freeze are from an earlier moment: a member who joined since is
+    frozen in a batch of their own run, one who left is not, and the batches add up."""
+    import newsletter.delivery.audience as audience
+    from newsletter.delivery.requests import VariantToSend
+    from newsletter.models import Recipient, SendRun
+
+    seed_members(db, {"wales": 5, "scotland": 3})
+    clauses = [("scotland", Subscriber.region == "scotland"), ("wales", Subscriber.region == "wales")]
+    with db.session() as session:
+        census = audience._censuses(session, clauses)
+        session.add(Subscriber(email="late@x.org", email_key="late@x.org", region="wales", status="active"))
+        left = session.scalars(select(Subscriber).where(Subscriber.region == "scotland")).first()
+        left.status = "unsubscribed"
+    variants = [VariantToSend("2026-12", seg, "s", "<p>", "t", seg[0] * 64, "f@x.org", "F") for seg in ("scotland", "wales")]
+    audience.freeze_audience(db, "2026-12", variants, clauses, batch_size=2, census=census)
+    with db.session() as session:
+        runs = {run.segment: run for run in session.scalars(select(SendRun))}
+        batched = {segment: sum(session.scalars(select(Batch.recipient_count).where(Batch.run_id == run.id)))
+                   for segment, run in runs.items()}
+        unbatched = session.scalar(select(func.count()).where(Recipient.batch_id.is_(None)))
+        frozen = set(session.scalars(select(Recipient.email)))
+    assert {s: r.audience_count for s, r in runs.items()} == {"scotland": 2, "wales": 6} == batched
+    assert unbatched == 0 and "late@x.org" in frozen and left.email not in frozen
+    assert runs["wales"].excluded["unsubscribed"] == census["wales"][1]["unsubscribed"]

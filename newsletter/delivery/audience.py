@@ -11,7 +11,7 @@ member already frozen for another segment of the edition is skipped, never sent 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     literal,
     null,
+    or_,
     select,
     text,
     true,
@@ -89,7 +90,18 @@ def _clause_for(assignments: Sequence[Assignment], segment: str) -> ColumnElemen
     raise DeliveryError(f"segment {segment!r} has no audience rule", hint="check subscribers/segments.yaml")
 
 
-def _census(session: Session, clause: ColumnElement[bool]) -> tuple[int, dict[str, int]]:
+Census = tuple[int, dict[str, int]]  # (eligible members, members left out by reason)
+
+
+def _counts(rows: Sequence[tuple[str, int, int, int]]) -> Census:
+    """A census from (status, members, eligible, paused) rows."""
+    counts = {status: 0 for status in EXCLUDED_STATUSES}
+    counts.update({status: int(n) for status, n, _, _ in rows if status != SubscriberStatus.ACTIVE.value})
+    counts["paused"] = sum(int(paused or 0) for _, _, _, paused in rows)
+    return sum(int(e or 0) for _, _, e, _ in rows), counts
+
+
+def _census(session: Session, clause: ColumnElement[bool]) -> Census:
     """The members `clause` matches, in one scan: how many are eligible, and how many are left
     out by status (and, of the active ones, by a pause)."""
     moment = utcnow()
@@ -99,10 +111,44 @@ def _census(session: Session, clause: ColumnElement[bool]) -> tuple[int, dict[st
                func.coalesce(func.sum(case((paused_clause(at=moment), 1), else_=0)), 0))
         .where(clause).group_by(Subscriber.status)
     ).all()
-    counts = {status: 0 for status in EXCLUDED_STATUSES}
-    counts.update({status: int(n) for status, n, _, _ in rows if status != SubscriberStatus.ACTIVE.value})
-    counts["paused"] = sum(int(paused) for _, _, _, paused in rows)
-    return sum(int(e) for _, _, e, _ in rows), counts
+    return _counts([tuple(row) for row in rows])
+
+
+def _censuses(session: Session, assignments: Sequence[Assignment]) -> dict[str, Census]:
+    """The census of several segments in one scan of the members (assigned clauses are disjoint,
+    so the first clause a member matches is the only one)."""
+    moment = utcnow()
+    segment = case(*[(clause, literal(name)) for name, clause in assignments], else_=null())
+    members = select(
+        segment.label("segment"), Subscriber.status.label("status"),
+        case((eligible(true(), at=moment), 1), else_=0).label("eligible"),
+        case((paused_clause(at=moment), 1), else_=0).label("paused"),
+    ).where(or_(*[clause for _, clause in assignments])).subquery()
+    rows = session.execute(
+        select(members.c.segment, members.c.status, func.count(), func.sum(members.c.eligible),
+               func.sum(members.c.paused)).group_by(members.c.segment, members.c.status)
+    ).all()
+    by_segment: dict[str, list[tuple[str, int, int, int]]] = {name: [] for name, _ in assignments}
+    for name, status, n, e, paused in rows:
+        if name in by_segment:
+            by_segment[name].append((status, n, e, paused))
+    return {name: _counts(found) for name, found in by_segment.items()}
+
+
+def count_audiences(db: Database, edition: str, segments: Sequence[str],
+                    assignments: Sequence[Assignment]) -> dict[str, Census]:
+    """The census of each segment not frozen yet, counted before their freezes, for
+    `freeze_audience(census=...)`. On PostgreSQL one scan counts them all, where each segment's
+    freeze would scan the members once more (1,000,000 members, 12 segments: 1.0 s against 2.5 s).
+    Empty on SQLite, where each freeze counts its segment through the region index under its
+    write lock (one scan for all took 3.6 s against 1.4 s)."""
+    if db.dialect != "postgresql" or len(segments) < 2:
+        return {}
+    with db.session() as session:
+        frozen = set(session.scalars(select(SendRun.segment).where(SendRun.edition == edition,
+                                                                   SendRun.segment.in_(segments))))
+        wanted = [(name, _clause_for(assignments, name)) for name in segments if name not in frozen]
+        return _censuses(session, wanted) if wanted else {}
 
 
 def plan_audience(
@@ -110,6 +156,7 @@ def plan_audience(
     coverage: Coverage | None = None,
 ) -> AudiencePlan:
     """Counts per segment (frozen runs report their frozen audience), without writing anything."""
+    counted = count_audiences(db, edition, segments, assignments)
     plans = []
     with db.session() as session:
         for segment in segments:
@@ -117,7 +164,8 @@ def plan_audience(
             if run is not None:
                 plans.append(SegmentPlan(segment, run.audience_count, dict(run.excluded), True))
                 continue
-            count, excluded = _census(session, _clause_for(assignments, segment))
+            census = counted.get(segment)
+            count, excluded = census if census is not None else _census(session, _clause_for(assignments, segment))
             plans.append(SegmentPlan(segment, count, excluded))
     return AudiencePlan(edition, tuple(plans), coverage)
 
@@ -215,7 +263,8 @@ def _check_same_build(run: SendRun, variant: VariantToSend) -> None:
         )
 
 
-def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], size: int) -> int:
+def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], size: int,
+                census: Census | None) -> int:
     with db.session() as session:
         existing = _find_run(session, edition, variant.segment)
     if existing is None:
@@ -223,7 +272,7 @@ def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments:
         try:
             with db.write_session() as session:
                 if _find_run(session, edition, variant.segment) is None:
-                    expected, excluded = _census(session, clause)
+                    expected, excluded = census if census is not None else _census(session, clause)
                     run = SendRun(
                         edition=edition, segment=variant.segment, variant_sha256=variant.sha256,
                         subject=variant.subject, status=RunStatus.FROZEN.value, excluded=excluded,
@@ -264,14 +313,21 @@ def freeze_audience(
     *,
     batch_size: int = MAX_PERSONALIZATIONS,
     workers: int = 1,
+    census: Mapping[str, Census] | None = None,
 ) -> list[int]:
     """Freeze each variant's audience (idempotent); returns the run ids, in variant order.
 
     workers > 1 freezes segments in parallel transactions (PostgreSQL only; SQLite has one writer).
     Only do that with *assigned* clauses, which are disjoint: with overlapping clauses the segment
-    frozen first would win, and priority order is only kept when freezing one by one."""
+    frozen first would win, and priority order is only kept when freezing one by one.
+
+    `census` (from count_audiences) holds segments' counts made before this call: their freezes
+    skip their own scan. Members who joined or left since are still frozen or left out by the
+    freeze itself; only the left-out counts the run reports are from that earlier moment."""
     size = max(1, min(batch_size, MAX_PERSONALIZATIONS))
+    known = census or {}
     if workers > 1 and db.dialect == "postgresql" and len(variants) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda v: _freeze_one(db, edition, v, assignments, size), variants))
-    return [_freeze_one(db, edition, v, assignments, size) for v in variants]
+            return list(pool.map(lambda v: _freeze_one(db, edition, v, assignments, size, known.get(v.segment)),
+                                 variants))
+    return [_freeze_one(db, edition, v, assignments, size, known.get(v.segment)) for v in variants]
