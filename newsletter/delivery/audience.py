@@ -238,15 +238,17 @@ def _add_batches(session: Session, run_id: int, first_seq: int, count: int, size
 
 
 def _assign_stragglers(session: Session, run_id: int, size: int) -> None:
-    ids = list(session.scalars(select(Recipient.id).where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))
-                               .order_by(Recipient.id)))
+    ids = list(session.scalars(select(Recipient.subscriber_id)
+                               .where(Recipient.run_id == run_id, Recipient.batch_id.is_(None))
+                               .order_by(Recipient.subscriber_id)))
     last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.run_id == run_id))
     next_seq = 0 if last_seq is None else last_seq + 1
     for i in range(0, len(ids), size):
         chunk = ids[i:i + size]
         _add_batches(session, run_id, next_seq, len(chunk), size)
         batch_id = session.scalar(select(Batch.id).where(Batch.run_id == run_id, Batch.seq == next_seq))
-        session.execute(update(Recipient).where(Recipient.id.in_(chunk)).values(batch_id=batch_id))
+        session.execute(update(Recipient).where(Recipient.run_id == run_id, Recipient.subscriber_id.in_(chunk))
+                        .values(batch_id=batch_id))
         next_seq += 1
 
 

@@ -132,13 +132,13 @@ def _legacy_row(subscriber_id: int, email: str, name: str | None, first_name: st
 
 def _batch_rows_statement(dialect: str) -> Select[tuple[str | None]]:
     """A batch's recipients still on the list, as ONE JSON array of [subscriber id, email, name,
-    first name] in recipient order. Members who unsubscribed, bounced, complained, paused or were
+    first name] in member order. Members who unsubscribed, bounced, complained, paused or were
     erased since the audience was frozen (a scheduled send, or one resumed or retried later) are
     left out. One value, not 1,000 rows: SQLite's driver gives up and takes back the GIL for every
     row it steps, which with several sender threads was over half of the send, and the rows of
     either driver cost more to unpack than json.loads of the array."""
     rows = (
-        select(Recipient.id, Recipient.subscriber_id, Recipient.email, Recipient.name,
+        select(Recipient.subscriber_id, Recipient.email, Recipient.name,
                Recipient.substitutions["first_name"].as_string().label("first_name"))
         .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
         .where(Recipient.run_id == bindparam("run_id"), Recipient.batch_id == bindparam("batch_id"), eligible(true()))
@@ -146,8 +146,8 @@ def _batch_rows_statement(dialect: str) -> Select[tuple[str | None]]:
     if dialect == "postgresql":
         r = rows.subquery()
         array = func.json_build_array(r.c.subscriber_id, r.c.email, r.c.name, r.c.first_name)
-        return select(cast(func.json_agg(aggregate_order_by(array, r.c.id)), Text))
-    r = rows.order_by(Recipient.id).subquery()  # SQLite aggregates in the order the subquery gives
+        return select(cast(func.json_agg(aggregate_order_by(array, r.c.subscriber_id)), Text))
+    r = rows.order_by(Recipient.subscriber_id).subquery()  # SQLite aggregates in the order the subquery gives
     return select(func.json_group_array(func.json_array(r.c.subscriber_id, r.c.email, r.c.name, r.c.first_name)))
 
 

@@ -127,7 +127,7 @@ def access(session: Session, email: str) -> dict[str, Any]:
         raise NotFound(f"no subscriber {address.email}")
     sends = session.execute(
         select(Recipient.edition, Recipient.email, Recipient.name)
-        .where(Recipient.subscriber_id == sub.id).order_by(Recipient.id)
+        .where(Recipient.subscriber_id == sub.id).order_by(Recipient.run_id)
     )
     return {
         "requested": address.email,
