@@ -89,6 +89,16 @@ def _sink(port_queue: multiprocessing.Queue, counts: multiprocessing.Array) -> N
     server.serve_forever()
 
 
+def _settle(db: Database) -> None:
+    """Leave the members table as a list that has been in the database a while finds it: on
+    PostgreSQL, autovacuum has visited it (statistics, visibility map, hint bits). Without this,
+    autovacuum's pass over the fresh million rows lands in the middle of the timed send, and the
+    first scans write every page again. Not timed."""
+    if db.dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM (ANALYZE) subscribers")
+
+
 def _generate(db: Database, members: int) -> None:
     """N members, set-based: regions round-robin, 1 in 50 unsubscribed, 1 in 97 bounced."""
     slugs = [r.slug for r in REGIONS]
@@ -162,6 +172,7 @@ def main() -> None:
         t0 = time.perf_counter()
         _generate(db, args.members)
         generated = time.perf_counter() - t0
+        _settle(db)
         settings = load_settings(root, database_url=db_url, concurrency=args.concurrency, secret=SECRET,
                                  max_requests_per_second=100_000.0, request_timeout=60.0)
         transport = SendGridTransport("SG.benchmark", url, timeout=60)
