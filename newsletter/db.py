@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
@@ -158,12 +158,26 @@ def upgrade(engine: Engine) -> str:
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # SQLite: this process's writers queue here rather than at the file's lock, whose busy handler
+    # sleeps and polls, so a long-waiting writer (a freeze) is not starved by a stream of short
+    # ones (a send's claims). Other processes still meet at the file's lock (busy_timeout).
+    _writers: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a SQLite write transaction begun by hand: one writer of this process at a time
+        (what `write_session` and `write_connection` do). Nothing on PostgreSQL."""
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        with self._writers:
+            yield
 
     @contextmanager
     def write_session(self) -> Iterator[Session]:
@@ -173,7 +187,7 @@ class Database:
             with self.session() as session:
                 yield session
             return
-        with self.engine.connect() as conn:
+        with self._writers, self.engine.connect() as conn:
             conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             with Session(bind=conn, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -182,7 +196,7 @@ class Database:
     def write_connection(self) -> Iterator[Connection]:
         """A Core connection (no ORM) in one transaction, committed on success; takes SQLite's
         write lock at BEGIN like `write_session`. For the hot statements of a send."""
-        with self.engine.connect() as conn:
+        with self.writing(), self.engine.connect() as conn:
             if self.engine.dialect.name == "sqlite":
                 conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             with conn.begin():

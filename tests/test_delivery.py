@@ -385,6 +385,61 @@ def test_one_scan_census_agrees_with_counting_each_segment(setup, db: Database) 
     assert together["north-east"] == (0, {"unsubscribed": 0, "bounced": 0, "complained": 0, "erased": 0, "paused": 0})
 
 
+def test_batches_are_consecutive_runs_of_members_in_member_order(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    import newsletter.delivery.audience as audience
+    from newsletter.delivery.requests import VariantToSend
+    from newsletter.models import Recipient
+
+    seed_members(db, {"wales": 10, "scotland": 2}, {"unsubscribed": 2})
+    clauses = [("wales", Subscriber.region == "wales")]
+    variant = VariantToSend("2026-12", "wales", "s", "<p>", "t", "w" * 64, "f@x.org", "F")
+    audience.freeze_audience(db, "2026-12", [variant], clauses, batch_size=3)
+    with db.session() as session:
+        members = list(session.scalars(select(Subscriber.id).where(Subscriber.region == "wales",
+                                                                   Subscriber.status == "active")
+                                       .order_by(Subscriber.id)))
+        batches = session.execute(select(Batch.id, Batch.seq, Batch.recipient_count).order_by(Batch.seq)).all()
+        frozen = {batch_id: list(session.scalars(select(Recipient.subscriber_id).where(Recipient.batch_id == batch_id)
+                                                 .order_by(Recipient.subscriber_id)))
+                  for batch_id, _, _ in batches}
+    assert [(seq, n) for _, seq, n in batches] == [(0, 3), (1, 3), (2, 3), (3, 1)]
+    assert [frozen[batch_id] for batch_id, _, _ in batches] == [members[0:3], members[3:6], members[6:9], members[9:]]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sqlite_freeze_selects_its_audience_without_holding_the_write_lock(setup, db: Database, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Senders record batches while the next segment's audience is selected: only copying it
+    into the recipients takes the database's one write lock."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+
+    import newsletter.delivery.audience as audience
+    from newsletter.delivery.requests import VariantToSend
+
+    seed_members(db, {"wales": 20})
+    other = sqlite3.connect(make_url(db_url).database, timeout=0, isolation_level=None)
+    wrote: list[str] = []
+
+    def meanwhile(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO freeze_stage"):
+            other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the freeze held the lock
+            other.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE email = 'member1@example.org'")
+            other.execute("COMMIT")
+            wrote.append(statement)
+
+    event.listen(db.engine, "after_cursor_execute", meanwhile)
+    variant = VariantToSend("2026-12", "wales", "s", "<p>", "t", "w" * 64, "f@x.org", "F")
+    audience.freeze_audience(db, "2026-12", [variant], [("wales", Subscriber.region == "wales")], batch_size=7)
+    event.remove(db.engine, "after_cursor_execute", meanwhile)
+    other.close()
+    assert len(wrote) == 1
+    with db.session() as session:
+        batches = list(session.scalars(select(Batch.recipient_count).order_by(Batch.seq)))
+    assert batches == [7, 7, 6]  # the audience is the members as they were when it was selected
+
+
 def test_a_census_counted_before_the_freeze_does_not_change_who_is_frozen(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
     """The counts handed to the freeze are from an earlier moment: a member who joined since is
     frozen in a batch of their own run, one who left is not, and the batches add up."""

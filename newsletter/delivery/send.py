@@ -305,11 +305,11 @@ def send_edition(
 
     def freeze_all() -> None:
         # Each segment is sent as soon as it is frozen, while the next one freezes (assigned
-        # clauses are disjoint, so the order does not change who gets which variant). SQLite has
-        # one writer, so there a freeze would hold up every claim and outcome: it freezes every
-        # segment first. One segment at a time on PostgreSQL too: on two cores, two freezing at
-        # once finished the freeze sooner but took the CPU the sending needed (1,000,000 members:
-        # 9.5-9.7 s in all with one, 9.8-11.3 s with two, 10.4 s with three).
+        # clauses are disjoint, so the order does not change who gets which variant). One segment
+        # at a time: on two cores, two freezing at once on PostgreSQL finished the freeze sooner
+        # but took the CPU the sending needed (1,000,000 members: 9.5-9.7 s in all with one,
+        # 9.8-11.3 s with two, 10.4 s with three). SQLite has one writer, so there a freeze
+        # selects its audience before taking the write lock, and holds it only to copy it in.
         try:
             census = count_audiences(db, edition, [v.segment for v in variants], assignments)
             for index in range(len(variants)):
@@ -320,12 +320,7 @@ def send_edition(
             sender.runs_complete()
 
     freezer = threading.Thread(target=freeze_all, name="freezer", daemon=True)
-    if db.dialect == "postgresql":
-        freezer.start()
-    else:
-        freeze_all()
-        if sender.fatal is not None:
-            raise sender.fatal
+    freezer.start()
     try:
         with bulk_rows():
             sender.run()
