@@ -265,6 +265,29 @@ def test_members_who_leave_after_the_freeze_are_not_sent_on_resume(setup, db: Da
     assert run_report(db, "2026-12")[0].pending == 0
 
 
+def test_every_kind_of_member_who_left_since_the_freeze_is_left_out_of_the_request(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """A request is built from the frozen batch minus whoever the eligibility rule now leaves
+    out: each status, an erased address, a pause still running; a pause that has ended is sent."""
+    build, settings = setup
+    active = seed_members(db, {"wales": 9})
+    failing = MemoryTransport(script=[ConnectionFailed("down")])
+    send_edition(db, settings.model_copy(update={"max_retries": 0, "concurrency": 1}), build,
+                 transport=failing, segments=["wales"])  # frozen, nothing sent
+    now = utcnow()
+    changes = {active[0]: {"status": "unsubscribed"}, active[1]: {"status": "bounced"},
+               active[2]: {"status": "complained"}, active[3]: {"status": "erased"},
+               active[4]: {"email": None}, active[5]: {"paused_until": now + timedelta(days=30)},
+               active[6]: {"paused_until": now - timedelta(minutes=1)}}
+    with db.session() as session:
+        for email, values in changes.items():
+            member = session.scalars(select(Subscriber).where(Subscriber.email_key == email)).one()
+            for key, value in values.items():
+                setattr(member, key, value)
+    resumed = MemoryTransport(handler=lambda r: TransportResponse(202))
+    send_edition(db, settings, build, transport=resumed, segments=["wales"])
+    assert sorted(resumed.recipients()) == sorted([active[6], active[7], active[8]])
+
+
 def test_cli_bad_api_key_stops_at_once_and_never_shows_the_key(tmp_path: Path, db: Database, db_url: str, cli,  # type: ignore[no-untyped-def]
                                                                  monkeypatch) -> None:
     from stub_sendgrid import StubSendGrid

@@ -258,3 +258,31 @@ def test_a_bad_contains_is_named(tmp_path: Path) -> None:
     messages = [(p.line, p.message) for p in exc.value.problems]
     assert (3, "'attributes.role' needs a value or a non-empty list of values") in messages
     assert (5, "'attributes.role' needs a value, a list of values or {contains: text}") in messages
+
+
+def test_left_out_is_exactly_the_members_eligible_leaves_out(db: Database) -> None:
+    """Batches are read against `left_out` (through its partial index), freezes and counts use
+    `eligible`: the two must split every kind of member between them, with nobody in both."""
+    from datetime import timedelta
+
+    from sqlalchemy import true
+
+    from newsletter.members import eligible, left_out
+
+    now = datetime.now(UTC)
+    kinds = [(status, email, paused) for status in SubscriberStatus
+             for email in (True, False) for paused in (None, now - timedelta(days=1), now + timedelta(days=1))]
+    with db.session() as session:
+        for i, (status, email, paused) in enumerate(kinds):
+            session.add(Subscriber(email=f"k{i}@example.org" if email else None,
+                                   email_key=f"k{i}@example.org" if email else None,
+                                   status=status.value, paused_until=paused))
+    with db.session() as session:
+        everyone = set(session.scalars(select(Subscriber.id)))
+        sendable = set(session.scalars(select(Subscriber.id).where(eligible(true(), at=now))))
+        gone = set(session.scalars(select(Subscriber.id).where(left_out(at=now))))
+        by_id = {s.id: (s.status, s.email is not None, s.paused_until) for s in session.scalars(select(Subscriber))}
+    assert sendable.isdisjoint(gone) and sendable | gone == everyone
+    # and the ones sent to are the active members with an address and no pause still running
+    assert {by_id[i][0] for i in sendable} == {"active"} and all(by_id[i][1] for i in sendable)
+    assert len(sendable) == 2  # no pause, or a pause that has ended

@@ -27,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Select, Text, bindparam, cast, func, not_, or_, select, true, update
+from sqlalchemy import Connection, Select, Text, bindparam, cast, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -45,8 +45,8 @@ from newsletter.delivery.transports.base import (
     TransportResponse,
 )
 from newsletter.errors import DatabaseError, DeliveryError, TransportAuthError
-from newsletter.members import eligible, remove_controls
-from newsletter.models import Batch, BatchStatus, Recipient, Subscriber, utcnow
+from newsletter.members import left_out, remove_controls
+from newsletter.models import MAY_BE_LEFT_OUT_INDEX, Batch, BatchStatus, Recipient, Subscriber, utcnow
 
 ERROR_BODY_LIMIT = 4000
 RETRYABLE_5XX = (500, 503)  # answered by SendGrid itself: nothing was accepted
@@ -136,12 +136,19 @@ def _batch_rows_statement(dialect: str) -> Select[tuple[str | None]]:
     erased since the audience was frozen (a scheduled send, or one resumed or retried later) are
     left out. One value, not 1,000 rows: SQLite's driver gives up and takes back the GIL for every
     row it steps, which with several sender threads was over half of the send, and the rows of
-    either driver cost more to unpack than json.loads of the array."""
+    either driver cost more to unpack than json.loads of the array.
+
+    The left-out members are found through the small partial index of those who may be left out
+    (an anti-join), not by looking up every recipient's member: 1,000 probes into the members'
+    key were two thirds of the statement on PostgreSQL (5.0 -> 2.1 ms a batch) and over half on
+    SQLite, whose planner has to be told to use the index (it prefers the rowid)."""
+    gone = (select(Subscriber.id).where(Subscriber.id == Recipient.subscriber_id, left_out())
+            .with_hint(Subscriber, f"INDEXED BY {MAY_BE_LEFT_OUT_INDEX}", "sqlite"))
     rows = (
         select(Recipient.subscriber_id, Recipient.email, Recipient.name,
                Recipient.substitutions["first_name"].as_string().label("first_name"))
-        .join(Subscriber, Subscriber.id == Recipient.subscriber_id)
-        .where(Recipient.run_id == bindparam("run_id"), Recipient.batch_id == bindparam("batch_id"), eligible(true()))
+        .where(Recipient.run_id == bindparam("run_id"), Recipient.batch_id == bindparam("batch_id"),
+               ~gone.exists())
     )
     if dialect == "postgresql":
         r = rows.subquery()

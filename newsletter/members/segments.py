@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import and_, func, not_, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -18,7 +18,7 @@ from newsletter.content import KnownSegments, YamlDocument, load_yaml, validate_
 from newsletter.errors import NotFound, Problem, ProblemsError, SegmentError
 from newsletter.members.segment_rules import Rule, compile_rule
 from newsletter.members.segments_file import RuleNode, SegmentsFile
-from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.models import Subscriber, SubscriberStatus, may_be_left_out, utcnow
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,15 @@ def eligible(clause: ColumnElement[bool], at: datetime | None = None) -> ColumnE
     moment = at or utcnow()
     return and_(clause, Subscriber.status == SubscriberStatus.ACTIVE.value, Subscriber.email.is_not(None),
                 or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= moment))
+
+
+def left_out(at: datetime | None = None) -> ColumnElement[bool]:
+    """The complement of `eligible` (every member it leaves out at `at`), for a query that looks
+    for the few members left out instead of checking each one: the `may_be_left_out` term lets
+    the database find them through that partial index, and it holds for every one of them, so the
+    rule stays `eligible`'s. (Neither has a NULL case: status is never NULL, and the pause test
+    is TRUE or FALSE either way.)"""
+    return and_(may_be_left_out(), not_(eligible(true(), at)))
 
 
 def paused_clause(at: datetime | None = None) -> ColumnElement[bool]:
