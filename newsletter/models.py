@@ -256,7 +256,9 @@ class Recipient(Base):
     run_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(400))
-    substitutions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The greeting's name (the first name, or "colleague"): a column, not a JSON object, which
+    # PostgreSQL built for every row frozen (a quarter of the INSERT) and parsed for every row read.
+    first_name: Mapped[str] = mapped_column(String(200), default="")
     batch_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 

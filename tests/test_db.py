@@ -58,6 +58,27 @@ def test_upgrading_drops_the_job_table_of_earlier_versions_and_keeps_the_schedul
     database.dispose()
 
 
+def test_upgrading_keeps_the_greeting_of_audiences_frozen_before(db_url: str) -> None:
+    """A send frozen by an earlier version and resumed after the upgrade greets the same names."""
+    engine = create_db_engine(db_url)
+    command.upgrade(alembic_config(engine), "0011")  # recipients kept {"first_name": ...} as JSON
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO send_runs (edition, segment, variant_sha256, subject, status, audience_count,"
+                          " excluded, created_at) VALUES ('2026-12', 'wales', 'v', 's', 'frozen', 2, '{}', :at)"),
+                     {"at": datetime(2026, 12, 1)})
+        run_id = conn.execute(text("SELECT id FROM send_runs")).scalar_one()
+        conn.execute(text("INSERT INTO recipients (run_id, edition, subscriber_id, email, name, substitutions)"
+                          " VALUES (:r, '2026-12', 1, 'a@example.org', 'Ann Jones', :a),"
+                          " (:r, '2026-12', 2, '', NULL, '{}')"),
+                     {"r": run_id, "a": '{"first_name": "Ann"}'})
+    engine.dispose()
+    database = open_database(db_url)
+    with database.session() as s:
+        assert s.execute(text("SELECT subscriber_id, first_name FROM recipients ORDER BY 1")).all() == [
+            (1, "Ann"), (2, "")]
+    database.dispose()
+
+
 def test_models_and_migrations_agree(db) -> None:
     with db.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})

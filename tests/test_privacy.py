@@ -40,7 +40,7 @@ def seed(db: Database) -> int:
         session.flush()
         session.add(Recipient(run_id=run.id, edition="2026-12", subscriber_id=sub.id,
                               email="grace.hopper@example.org", name="Grace Hopper",
-                              substitutions={"first_name": "Grace"}))
+                              first_name="Grace"))
         return sub.id
 
 
@@ -73,7 +73,7 @@ def test_erase_then_access_shows_no_personal_data(db: Database, tmp_path: Path) 
         assert (last.action, last.subscriber_id, last.new_status) == ("erase", sub_id, "erased")
         assert "grace" not in (last.reason or "").lower()
         recipient = session.scalars(select(Recipient)).one()
-        assert (recipient.email, recipient.name, recipient.substitutions) == ("", None, {})
+        assert (recipient.email, recipient.name, recipient.first_name) == ("", None, "")
     # suppression holds: cannot be re-added, and an import of the address is rejected
     with db.write_session() as session, pytest.raises(InputError, match="erased"):
         add_subscriber(session, "grace.hopper@example.org", SubscriberDetails())

@@ -178,21 +178,16 @@ def plan_audience(
     return AudiencePlan(edition, tuple(plans), coverage)
 
 
-def _json_object(dialect: str, *pairs: object) -> ColumnElement[object]:
-    fn = func.json_build_object if dialect == "postgresql" else func.json_object
-    return fn(*pairs)  # type: ignore[no-any-return]
-
-
-def _ranked(dialect: str, clause: ColumnElement[bool], size: int) -> Select[tuple[int, str, str | None, object, int]]:
+def _ranked(clause: ColumnElement[bool], size: int) -> Select[tuple[int, str, str | None, str, int]]:
     """The eligible members `clause` matches, as the recipients they become: id, address, name,
-    substitutions and batch seq (row number // size, in member order)."""
+    greeting name and batch seq (row number // size, in member order)."""
     first = func.coalesce(func.nullif(func.trim(Subscriber.first_name), ""), FIRST_NAME_FALLBACK)
     full = func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, "")
     # Recipient names may not contain ";" or "," (SendGrid limitation).
     name = func.nullif(func.trim(func.replace(func.replace(full, ",", " "), ";", " ")), "")
     return select(
         Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
-        _json_object(dialect, "first_name", first).label("subs"),
+        first.label("first_name"),
         # SQL's own "/", an integer division of these integers on both backends: SQLAlchemy's
         # "//" is FLOOR(), which on SQLite is a Python function taking the GIL for every row
         # (beside a send's threads, that made the freeze of a segment 2.5 times slower)
@@ -217,14 +212,14 @@ def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str
         # past the last batch: those get no batch here and are assigned as stragglers below.
         batch_id = case((ranked.c.seq < len(ids), literal(ids[0]) + ranked.c.seq), else_=null())
         source = select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name,
-                        ranked.c.subs, batch_id).where(text("1 = 1"))
+                        ranked.c.first_name, batch_id).where(text("1 = 1"))
     else:
         source = (
-            select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.subs, Batch.id)
+            select(literal(run_id), literal(edition), ranked.c.sid, ranked.c.email, ranked.c.name, ranked.c.first_name, Batch.id)
             .select_from(ranked.outerjoin(Batch, (Batch.run_id == run_id) & (Batch.seq == ranked.c.seq)))
             .where(text("1 = 1"))  # SQLite: an INSERT ... SELECT with a join needs a WHERE before ON CONFLICT
         )
-    columns = ["run_id", "edition", "subscriber_id", "email", "name", "substitutions", "batch_id"]
+    columns = ["run_id", "edition", "subscriber_id", "email", "name", "first_name", "batch_id"]
     # Assigned clauses are disjoint, so a member is almost never frozen for another segment of the
     # edition already (only one who moved between two segments' freezes, or overlapping clauses).
     # A plain INSERT is a third cheaper than ON CONFLICT's per-row speculative insertion; when one
@@ -286,7 +281,7 @@ def _check_same_build(run: SendRun, variant: VariantToSend) -> None:
 _STAGE = Table(
     "freeze_stage", MetaData(),
     Column("sid", BigInteger), Column("email", String), Column("name", String),
-    Column("subs", String), Column("seq", Integer),
+    Column("first_name", String), Column("seq", Integer),
     prefixes=["TEMPORARY"],
 )
 
@@ -309,7 +304,7 @@ def _freeze_in_place(db: Database, edition: str, variant: VariantToSend, clause:
         expected, excluded = census if census is not None else _census(session, clause)
         run = _create_run(session, edition, variant, excluded)
         if run is not None:
-            ranked = _ranked(db.dialect, clause, size).subquery()
+            ranked = _ranked(clause, size).subquery()
             run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, ranked, size, expected)
 
 
@@ -324,7 +319,7 @@ def _freeze_staged(db: Database, edition: str, variant: VariantToSend, clause: C
             with conn.begin():
                 _STAGE.create(conn)
                 expected = conn.execute(insert(_STAGE).from_select(
-                    ["sid", "email", "name", "subs", "seq"], _ranked(db.dialect, clause, size))).rowcount
+                    ["sid", "email", "name", "first_name", "seq"], _ranked(clause, size))).rowcount
                 with Session(bind=conn) as reading:
                     _, excluded = _census(reading, clause)
             conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"

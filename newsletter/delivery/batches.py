@@ -146,7 +146,7 @@ def _batch_rows_statement(dialect: str) -> Select[tuple[str | None]]:
             .with_hint(Subscriber, f"INDEXED BY {MAY_BE_LEFT_OUT_INDEX}", "sqlite"))
     rows = (
         select(Recipient.subscriber_id, Recipient.email, Recipient.name,
-               Recipient.substitutions["first_name"].as_string().label("first_name"))
+               Recipient.first_name)
         .where(Recipient.run_id == bindparam("run_id"), Recipient.batch_id == bindparam("batch_id"),
                ~gone.exists())
     )

@@ -70,7 +70,7 @@ def erase(session: Session, email: str, *, actor: str = "cli",
     # Frozen audiences of past or pending sends hold a copy of the address and name.
     session.execute(
         update(Recipient).where(Recipient.subscriber_id == sub.id)
-        .values(email="", name=None, substitutions={})
+        .values(email="", name=None, first_name="")
     )
     audit(session, sub.id, actor, "erase", old=old_status, new=SubscriberStatus.ERASED, reason=reason)
     session.flush()
