@@ -176,6 +176,21 @@ def test_fast_link_tokens_equal_make_token() -> None:
             assert verify_token(secret, unsubscribe, SIGNUP) is None
 
 
+def test_the_links_of_a_whole_batch_are_each_members_own() -> None:
+    from newsletter.delivery.tokens import LINK_MAC_LENGTH
+
+    links = LinkTokens(b"z" * 40)
+    ids = [7, 0, 10**12, 7, 2**63 - 1, 123456]
+    macs = links.macs(ids)
+    assert len(macs) == 2 * LINK_MAC_LENGTH * len(ids)
+    for i, subscriber_id in enumerate(ids):
+        at = 2 * LINK_MAC_LENGTH * i
+        unsubscribe, preferences = links(subscriber_id)
+        assert unsubscribe == f"{subscriber_id}.{macs[at:at + LINK_MAC_LENGTH]}"
+        assert preferences == f"{subscriber_id}.{macs[at + LINK_MAC_LENGTH:at + 2 * LINK_MAC_LENGTH]}"
+    assert links.macs([]) == ""
+
+
 def _hmac_link(secret: str, subscriber_id: int, purpose: str) -> str:
     """A link as sent before the one-digest form: <id>.<HMAC-SHA256(secret, "<purpose>:<id>")>."""
     digest = hmac.new(secret.encode(), f"{purpose}:{subscriber_id}".encode(), hashlib.sha256).digest()

@@ -36,6 +36,7 @@ from sendgrid.helpers.mail import (
     TrackingSettings,
 )
 
+from newsletter.delivery.tokens import LINK_MAC_LENGTH as _MAC
 from newsletter.delivery.tokens import PREFERENCES, UNSUBSCRIBE, LinkTokens, make_token
 from newsletter.render import list_unsubscribe, substitution_values
 
@@ -183,29 +184,37 @@ class MailBuilder:
             raise ValueError("a builder for a send run needs the batch seq")
         return f'{self._args}{int(batch)}","subscriber_id":"'
 
-    def personalization_json(self, r: RecipientRow, tail: str) -> str:
-        email = _escape(r.email)
-        first_name = _escape(r.first_name)
-        to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
-        unsubscribe_token, preferences_token = self._link_tokens(r.subscriber_id)
-        unsubscribe = self._unsubscribe_base + unsubscribe_token
-        preferences = self._preferences_base + preferences_token
-        return (
-            f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>{self._mailto}",'
-            f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
-            f'"substitutions":{{"-first_name-":{first_name},'
-            f'"-first_name_html-":{_html_json(r.first_name, first_name)},"-email-":{email},'
-            f'"-email_html-":{_html_json(r.email, email)},'
-            f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
-            f'{tail}{r.subscriber_id}"}}}}'
-        )
-
     def body(self, recipients: Sequence[RecipientRow], batch: int | None = None) -> bytes:
+        """The request, in one pass over the recipients: their link MACs computed together (one
+        base64 pass), the HTML-escaping check made once for the batch (names and addresses
+        almost never need it), then one f-string per personalization, one join and one encode
+        of the whole ~1 MB body."""
         if not 1 <= len(recipients) <= MAX_PERSONALIZATIONS:
             raise ValueError(f"a request takes 1 to {MAX_PERSONALIZATIONS} recipients, not {len(recipients)}")
         tail = self._tail(batch)
-        # one join and one encode of the whole ~1 MB body (no second copy to concatenate bytes)
-        parts = [self.personalization_json(r, tail) for r in recipients]
+        macs = self._link_tokens.macs([r.subscriber_id for r in recipients])
+        probe = "".join([r.email + r.first_name for r in recipients])
+        plain = not ("&" in probe or "<" in probe or ">" in probe or '"' in probe or "'" in probe)
+        unsubscribe_base, preferences_base, mailto = self._unsubscribe_base, self._preferences_base, self._mailto
+        parts = []
+        at = 0
+        for r in recipients:
+            sid = r.subscriber_id
+            email = _escape(r.email)
+            first_name = _escape(r.first_name)
+            to = f'{{"email":{email},"name":{_escape(r.name)}}}' if r.name else f'{{"email":{email}}}'
+            unsubscribe = f"{unsubscribe_base}{sid}.{macs[at:at + _MAC]}"
+            preferences = f"{preferences_base}{sid}.{macs[at + _MAC:at + 2 * _MAC]}"
+            at += 2 * _MAC
+            parts.append(
+                f'{{"to":[{to}],"headers":{{"List-Unsubscribe":"<{unsubscribe}>{mailto}",'
+                f'"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}},'
+                f'"substitutions":{{"-first_name-":{first_name},'
+                f'"-first_name_html-":{first_name if plain else _html_json(r.first_name, first_name)},'
+                f'"-email-":{email},"-email_html-":{email if plain else _html_json(r.email, email)},'
+                f'"-unsubscribe_url-":"{unsubscribe}","-preferences_url-":"{preferences}"}}'
+                f'{tail}{sid}"}}}}'
+            )
         parts[0] = '{"personalizations":[' + parts[0]
         parts[-1] += self._suffix
         return ",".join(parts).encode("ascii")
