@@ -46,12 +46,14 @@ from newsletter.delivery.requests import MAX_PERSONALIZATIONS, VariantToSend
 from newsletter.errors import DeliveryError
 from newsletter.members import Coverage, eligible, paused_clause
 from newsletter.models import (
+    MAY_BE_LEFT_OUT_INDEX,
     Batch,
     Recipient,
     RunStatus,
     SendRun,
     Subscriber,
     SubscriberStatus,
+    may_be_left_out,
     utcnow,
 )
 
@@ -122,6 +124,24 @@ def _census(session: Session, clause: ColumnElement[bool]) -> Census:
     return _counts([tuple(row) for row in rows])
 
 
+def _staged_census(session: Session, clause: ColumnElement[bool], audience: int) -> Census:
+    """SQLite: the census of a segment whose `audience` (its eligible members) has just been
+    staged, in the same snapshot: members left out by status counted in the region (or member
+    type) index alone, paused ones through the partial index of those who may be left out
+    (1,000,000 members: 42 ms a segment, against 82 ms for `_census`, which reads every member)."""
+    moment = utcnow()
+    by_status = session.execute(
+        select(Subscriber.status, func.count())
+        .where(clause, Subscriber.status != SubscriberStatus.ACTIVE.value).group_by(Subscriber.status)
+    ).all()
+    paused = session.scalar(
+        select(func.count()).select_from(Subscriber).where(may_be_left_out(), clause, paused_clause(at=moment))
+        .with_hint(Subscriber, f"INDEXED BY {MAY_BE_LEFT_OUT_INDEX}", "sqlite")
+    ) or 0
+    rows = [(status, int(n), 0, 0) for status, n in by_status]
+    return _counts([*rows, (SubscriberStatus.ACTIVE.value, 0, audience, int(paused))])
+
+
 def _censuses(session: Session, assignments: Sequence[Assignment]) -> dict[str, Census]:
     """The census of several segments in one scan of the members (assigned clauses are disjoint,
     so the first clause a member matches is the only one)."""
@@ -178,22 +198,28 @@ def plan_audience(
     return AudiencePlan(edition, tuple(plans), coverage)
 
 
-def _ranked(clause: ColumnElement[bool], size: int) -> Select[tuple[int, str, str | None, str, int]]:
-    """The eligible members `clause` matches, as the recipients they become: id, address, name,
-    greeting name and batch seq (row number // size, in member order)."""
+def _audience(clause: ColumnElement[bool]) -> Select[tuple[int, str, str | None, str]]:
+    """The eligible members `clause` matches, as the recipients they become: id, address, name
+    and greeting name."""
     first = func.coalesce(func.nullif(func.trim(Subscriber.first_name), ""), FIRST_NAME_FALLBACK)
     full = func.coalesce(Subscriber.first_name, "") + " " + func.coalesce(Subscriber.last_name, "")
     # Recipient names may not contain ";" or "," (SendGrid limitation).
     name = func.nullif(func.trim(func.replace(func.replace(full, ",", " "), ";", " ")), "")
-    return select(
-        Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
-        first.label("first_name"),
-        # SQL's own "/", an integer division of these integers on both backends: SQLAlchemy's
-        # "//" is FLOOR(), which on SQLite is a Python function taking the GIL for every row
-        # (beside a send's threads, that made the freeze of a segment 2.5 times slower)
-        # (precedence 8, that of its own division, brackets the subtraction)
-        (func.row_number().over(order_by=Subscriber.id) - 1).op("/", precedence=8)(literal(size, Integer)).label("seq"),
-    ).where(eligible(clause))
+    return select(Subscriber.id.label("sid"), Subscriber.email.label("email"), name.label("name"),
+                  first.label("first_name")).where(eligible(clause))
+
+
+def _batch_seq(row_number: ColumnElement[int], size: int) -> ColumnElement[int]:
+    """The batch of the row numbered `row_number` (from 1): SQL's own "/", an integer division of
+    these integers on both backends. SQLAlchemy's "//" is FLOOR(), which on SQLite is a Python
+    function taking the GIL for every row (beside a send's threads, that made the freeze of a
+    segment 2.5 times slower). Precedence 8, that of its own division, brackets the subtraction."""
+    return (row_number - 1).op("/", precedence=8)(literal(size, Integer))
+
+
+def _ranked(clause: ColumnElement[bool], size: int) -> Select[tuple[int, str, str | None, str, int]]:
+    """`_audience` with each recipient's batch seq (row number // size, in member order)."""
+    return _audience(clause).add_columns(_batch_seq(func.row_number().over(order_by=Subscriber.id), size).label("seq"))
 
 
 def _insert_recipients(session: Session, dialect: str, run_id: int, edition: str, ranked: FromClause, size: int,
@@ -278,10 +304,13 @@ def _check_same_build(run: SendRun, variant: VariantToSend) -> None:
         )
 
 
+# SQLite numbers a new table's rows 1, 2, 3 ... in the order they are inserted, so the audience,
+# inserted in member order, is numbered as row_number() would, without its window (a third of
+# the statement).
 _STAGE = Table(
     "freeze_stage", MetaData(),
-    Column("sid", BigInteger), Column("email", String), Column("name", String),
-    Column("first_name", String), Column("seq", Integer),
+    Column("n", Integer, primary_key=True), Column("sid", BigInteger), Column("email", String),
+    Column("name", String), Column("first_name", String),
     prefixes=["TEMPORARY"],
 )
 
@@ -319,14 +348,16 @@ def _freeze_staged(db: Database, edition: str, variant: VariantToSend, clause: C
             with conn.begin():
                 _STAGE.create(conn)
                 expected = conn.execute(insert(_STAGE).from_select(
-                    ["sid", "email", "name", "first_name", "seq"], _ranked(clause, size))).rowcount
+                    ["sid", "email", "name", "first_name"], _audience(clause).order_by(Subscriber.id))).rowcount
                 with Session(bind=conn) as reading:
-                    _, excluded = _census(reading, clause)
+                    _, excluded = _staged_census(reading, clause, expected)
             conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
             with db.writing(), Session(bind=conn, expire_on_commit=False) as session, session.begin():
                 run = _create_run(session, edition, variant, excluded)
                 if run is not None:
-                    run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, _STAGE, size,
+                    staged = select(_STAGE.c.sid, _STAGE.c.email, _STAGE.c.name, _STAGE.c.first_name,
+                                    _batch_seq(_STAGE.c.n, size).label("seq")).subquery()
+                    run.audience_count = _insert_recipients(session, db.dialect, run.id, edition, staged, size,
                                                             expected)
         finally:
             with conn.begin():
