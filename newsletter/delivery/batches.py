@@ -136,7 +136,8 @@ def _batch_rows_statement(dialect: str) -> Select[tuple[str | None]]:
     erased since the audience was frozen (a scheduled send, or one resumed or retried later) are
     left out. One value, not 1,000 rows: SQLite's driver gives up and takes back the GIL for every
     row it steps, which with several sender threads was over half of the send, and the rows of
-    either driver cost more to unpack than json.loads of the array.
+    either driver cost more to unpack than json.loads of the array (PostgreSQL, 1,000,000
+    members, everything frozen first: 7.3 s with the array, 9.5 s with rows through Core).
 
     The left-out members are found through the small partial index of those who may be left out
     (an anti-join), not by looking up every recipient's member: 1,000 probes into the members'
@@ -378,7 +379,7 @@ class Sender:
 
     # -- one batch ---------------------------------------------------------------------------
     def _recipients(self, claim: Claim) -> list[RecipientRow]:
-        with self.db.engine.connect() as conn:
+        with self.db.reading() as conn:
             found = conn.execute(self._batch_rows, {"run_id": claim.run_id, "batch_id": claim.batch_id}).scalar()
         make = RecipientRow._make
         return [make(r) if r[1].isascii() and (r[2] is None or r[2].isascii()) and r[3] is not None

@@ -99,7 +99,7 @@ class DatabaseRate:
 
     def due_in(self) -> float:
         """Seconds until the next slot (without taking it): to wait out a pause before claiming."""
-        with self.db.engine.connect() as conn:
+        with self.db.reading() as conn:
             next_at = conn.execute(self._peek, {"name": self.name}).scalar()
         return max(0.0, float(next_at or 0.0) - time.time())
 
