@@ -310,10 +310,24 @@ def send_edition(
         # but took the CPU the sending needed (1,000,000 members: 9.5-9.7 s in all with one,
         # 9.8-11.3 s with two, 10.4 s with three). SQLite has one writer, so there a freeze
         # selects its audience before taking the write lock, and holds it only to copy it in.
+        # On PostgreSQL the later segments are counted in one scan (count_audiences) while the
+        # first is frozen with a count of its own: the sending starts without waiting for the
+        # scan (1,000,000 members: about a second, when nothing else is running yet).
         try:
-            census = count_audiences(db, edition, [v.segment for v in variants], assignments)
-            for index in range(len(variants)):
-                freeze_one(index, census)
+            later: dict[str, Census] = {}
+
+            def count_later() -> None:
+                later.update(count_audiences(db, edition, [v.segment for v in variants[1:]], assignments))
+
+            counting = threading.Thread(target=count_later, name="census")
+            counting.start()
+            try:
+                if variants:
+                    freeze_one(0, {})
+            finally:
+                counting.join()
+            for index in range(1, len(variants)):
+                freeze_one(index, later)
         except BaseException as exc:
             sender.fail(exc)
         finally:
