@@ -309,6 +309,37 @@ def test_cli_bad_api_key_stops_at_once_and_never_shows_the_key(tmp_path: Path, d
     assert run_report(db, "2026-12")[0].pending == 25  # nothing lost: the next send resumes
 
 
+def test_a_sender_goes_on_to_another_segment_while_one_is_being_frozen_elsewhere(setup, db: Database) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: two senders that reach the same segment do not both wait for one freeze. While
+    another sender holds the first segment's freeze lock, this one freezes and sends the others,
+    then waits for that one (frozen by the other, or by itself once the lock is free)."""
+    import threading
+
+    from sqlalchemy import func, literal
+
+    from newsletter.delivery.audience import FREEZE_LOCK_SPACE
+
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer: a freeze waits for the write lock")
+    build, settings = setup
+    active = seed_members(db, {"wales": 5, "scotland": 6, "london": 7})
+    order = []
+    with db.engine.connect() as other:  # "another sender", freezing Wales
+        with other.begin():
+            other.execute(select(func.pg_advisory_xact_lock(literal(FREEZE_LOCK_SPACE),
+                                                            func.hashtext(literal("2026-12/wales")))))
+            transport = MemoryTransport(handler=lambda r: order.append(r.segment) or TransportResponse(202))
+            sending = threading.Thread(target=send_edition, args=(db, settings, build),
+                                       kwargs={"transport": transport, "segments": ["wales", "scotland", "london"]})
+            sending.start()
+            sending.join(timeout=3)
+            assert sending.is_alive()  # waiting for Wales, the others sent
+            assert set(order) == {"scotland", "london"}
+        sending.join(timeout=30)  # the lock is free: this sender freezes Wales itself
+    assert not sending.is_alive()
+    assert sorted(transport.recipients()) == sorted(active) and order[-1] == "wales"
+
+
 def test_a_member_who_joins_during_the_freeze_lands_in_a_batch_of_their_own_run(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL freezes segments in parallel at READ COMMITTED: a member committed between the

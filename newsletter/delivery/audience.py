@@ -326,10 +326,31 @@ def _create_run(session: Session, edition: str, variant: VariantToSend, excluded
     return run
 
 
+class _SegmentBusy(Exception):
+    """Another sender is freezing this segment now (PostgreSQL)."""
+
+
+# PostgreSQL advisory locks (transaction-scoped) of segments being frozen: the first number
+# names this use of them, the second is hashtext('<edition>/<segment>').
+FREEZE_LOCK_SPACE = 0x6E6C
+
+
+def _take_freeze_lock(session: Session, edition: str, segment: str, wait: bool) -> None:
+    """Hold the segment's freeze lock until the transaction ends; without `wait`, _SegmentBusy
+    when another sender holds it (two senders that reached the same segment need not both wait
+    for one freeze: the second goes on to another and comes back to this one)."""
+    key = (literal(FREEZE_LOCK_SPACE), func.hashtext(literal(f"{edition}/{segment}")))
+    if wait:
+        session.execute(select(func.pg_advisory_xact_lock(*key)))
+    elif not session.scalar(select(func.pg_try_advisory_xact_lock(*key))):
+        raise _SegmentBusy(segment)
+
+
 def _freeze_in_place(db: Database, edition: str, variant: VariantToSend, clause: ColumnElement[bool], size: int,
-                     census: Census | None) -> None:
+                     census: Census | None, wait: bool = True) -> None:
     """Count, then write the recipients straight from the members, in one transaction."""
     with db.write_session() as session:
+        _take_freeze_lock(session, edition, variant.segment, wait)
         expected, excluded = census if census is not None else _census(session, clause)
         run = _create_run(session, edition, variant, excluded)
         if run is not None:
@@ -365,7 +386,7 @@ def _freeze_staged(db: Database, edition: str, variant: VariantToSend, clause: C
 
 
 def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], size: int,
-                census: Census | None) -> int:
+                census: Census | None, wait: bool = True) -> int | None:
     with db.session() as session:
         existing = _find_run(session, edition, variant.segment)
     if existing is None:
@@ -374,9 +395,11 @@ def _freeze_one(db: Database, edition: str, variant: VariantToSend, assignments:
             if db.dialect == "sqlite":
                 _freeze_staged(db, edition, variant, clause, size)
             else:
-                _freeze_in_place(db, edition, variant, clause, size, census)
+                _freeze_in_place(db, edition, variant, clause, size, census, wait)
         except IntegrityError:
             pass  # another sender froze this segment at the same moment; use theirs
+        except _SegmentBusy:
+            return None
         with db.session() as session:
             existing = _find_run(session, edition, variant.segment)
     assert existing is not None
@@ -422,6 +445,20 @@ def freeze_audience(
     known = census or {}
     if workers > 1 and db.dialect == "postgresql" and len(variants) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda v: _freeze_one(db, edition, v, assignments, size, known.get(v.segment)),
-                                 variants))
-    return [_freeze_one(db, edition, v, assignments, size, known.get(v.segment)) for v in variants]
+            return list(pool.map(lambda v: _frozen(_freeze_one(db, edition, v, assignments, size,
+                                                                known.get(v.segment))), variants))
+    return [_frozen(_freeze_one(db, edition, v, assignments, size, known.get(v.segment))) for v in variants]
+
+
+def _frozen(run_id: int | None) -> int:
+    assert run_id is not None  # a freeze that waits for the segment's lock always ends with a run
+    return run_id
+
+
+def freeze_segment(db: Database, edition: str, variant: VariantToSend, assignments: Sequence[Assignment], *,
+                   batch_size: int = MAX_PERSONALIZATIONS, census: Mapping[str, Census] | None = None,
+                   wait: bool = True) -> int | None:
+    """Freeze one segment like `freeze_audience`; its run id. With wait=False, None when another
+    sender is freezing it at this moment (PostgreSQL), instead of waiting for that freeze."""
+    size = max(1, min(batch_size, MAX_PERSONALIZATIONS))
+    return _freeze_one(db, edition, variant, assignments, size, (census or {}).get(variant.segment), wait)

@@ -28,7 +28,7 @@ from newsletter.delivery.audience import (
     SegmentPlan,
     check_frozen_builds,
     count_audiences,
-    freeze_audience,
+    freeze_segment,
     frozen_runs,
     plan_audience,
 )
@@ -292,16 +292,20 @@ def send_edition(
     sender = Sender(db, transport, {}, policy, on_batch, on_wait=progress.waiting if progress is not None else None,
                     journal_dir=journal, more_runs=True)
 
-    def freeze_one(index: int, census: dict[str, Census]) -> None:
-        """Freeze one segment (at once when a run exists), make it ready and hand it to the sender."""
+    def freeze_one(index: int, census: dict[str, Census], wait: bool = True) -> bool:
+        """Freeze one segment (at once when a run exists), make it ready and hand it to the
+        sender; False (without `wait`) when another sender is freezing it now."""
         if sender.stop.is_set():
-            return
+            return True
         variant = variants[index]
-        run_id = freeze_audience(db, edition, [variant], assignments, batch_size=size, census=census)[0]
+        run_id = freeze_segment(db, edition, variant, assignments, batch_size=size, census=census, wait=wait)
+        if run_id is None:
+            return False
         prepare_runs(db, [run_id], policy, resend_uncertain)
         _mark_runs(db, [run_id], transport.name, starting=True)
         run_ids[index] = run_id
         sender.add_run(run_id, MailBuilder(variant, options, run_id))
+        return True
 
     def freeze_all() -> None:
         # Each segment is sent as soon as it is frozen, while the next one freezes (assigned
@@ -321,12 +325,16 @@ def send_edition(
 
             counting = threading.Thread(target=count_later, name="census")
             counting.start()
+            busy = []
             try:
-                if variants:
-                    freeze_one(0, {})
+                if variants and not freeze_one(0, {}, wait=False):
+                    busy.append(0)
             finally:
                 counting.join()
-            for index in range(1, len(variants)):
+            # a segment another sender is freezing is left to it: this one freezes the next,
+            # and takes the busy ones (frozen by then, or waited for) at the end
+            busy += [index for index in range(1, len(variants)) if not freeze_one(index, later, wait=False)]
+            for index in busy:
                 freeze_one(index, later)
         except BaseException as exc:
             sender.fail(exc)
