@@ -490,6 +490,10 @@ class Sender:
         self._finish(claim, status=BatchStatus.PENDING.value, attempts=claim.attempts - 1)
 
     def worker(self) -> None:
+        with self.db.pinned():  # one connection for this worker's statements
+            self._work()
+
+    def _work(self) -> None:
         claim: Claim | None = None
         self._local.claim_next = True
         try:
