@@ -94,10 +94,18 @@ def _link_hash(secret: bytes) -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=_LINK_DIGEST, key=key, person=_LINK_PERSON)
 
 
-def _link_macs(keyed: hashlib.blake2b, subscriber_id: int) -> str:
+def _link_digest(keyed: hashlib.blake2b, subscriber_id: int) -> bytes:
     h = keyed.copy()
     h.update(b"%d" % subscriber_id)
-    return binascii.b2a_base64(h.digest(), newline=False).translate(_URLSAFE).decode("ascii")
+    return h.digest()
+
+
+def _urlsafe(digests: bytes) -> str:
+    return binascii.b2a_base64(digests, newline=False).translate(_URLSAFE).decode("ascii")
+
+
+def _link_macs(keyed: hashlib.blake2b, subscriber_id: int) -> str:
+    return _urlsafe(_link_digest(keyed, subscriber_id))
 
 
 class LinkTokens:
@@ -120,12 +128,7 @@ class LinkTokens:
         a 48-byte digest is 64 characters exactly, so the encoding of the digests joined is
         the encodings of each, joined."""
         keyed = self._keyed
-        digests = []
-        for subscriber_id in subscriber_ids:
-            h = keyed.copy()
-            h.update(b"%d" % subscriber_id)
-            digests.append(h.digest())
-        return binascii.b2a_base64(b"".join(digests), newline=False).translate(_URLSAFE).decode("ascii")
+        return _urlsafe(b"".join([_link_digest(keyed, subscriber_id) for subscriber_id in subscriber_ids]))
 
 
 def _link_mac(secret: bytes, subscriber_id: int, purpose: str) -> str:
