@@ -226,13 +226,17 @@ def main() -> None:
         halves: dict[str, dict[str, float]] = {}
         if args.senders > 1:  # one sender on half the segments, then N on the other half
             half = len(names) // 2
+            elapsed = elapsed_cpu = 0.0
+            starts = []
             for label, senders, chosen in (("one_sender", 1, names[:half]), ("senders", args.senders, names[half:])):
-                seconds, _, _ = _timed_send(db, settings, db_url, root, build, url, args.concurrency, senders, chosen)
+                seconds, cpu, half_started = _timed_send(db, settings, db_url, root, build, url, args.concurrency,
+                                                         senders, chosen)
+                elapsed, elapsed_cpu = elapsed + seconds, elapsed_cpu + cpu
+                starts.append(half_started)
                 accepted = sum(r.accepted for r in run_report(db, edition) if r.segment in chosen)
                 halves[label] = {"segments": len(chosen), "recipients": accepted, "seconds": round(seconds, 2),
                                  "recipients_per_second": round(accepted / seconds)}
-            elapsed = sum(h["seconds"] for h in halves.values())
-            elapsed_cpu, started = 0.0, datetime.now(UTC)
+            started = starts[0]
         else:
             elapsed, elapsed_cpu, started = _timed_send(db, settings, db_url, root, build, url, args.concurrency,
                                                         1, None)
