@@ -382,8 +382,8 @@ class Sender:
         with self.db.reading() as conn:
             found = conn.execute(self._batch_rows, {"run_id": claim.run_id, "batch_id": claim.batch_id}).scalar()
         make = RecipientRow._make
-        return [make(r) if r[1].isascii() and (r[2] is None or r[2].isascii()) and r[3] is not None
-                else _legacy_row(r[0], r[1], r[2], r[3] or "") for r in json.loads(found or "[]")]
+        return [make(r) if r[1].isascii() and (r[2] is None or r[2].isascii())
+                else _legacy_row(r[0], r[1], r[2], r[3]) for r in json.loads(found or "[]")]
 
     def request_for(self, claim: Claim) -> MailRequest | None:
         """The batch's request, or None when none of its recipients is still on the list."""
